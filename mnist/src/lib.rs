@@ -315,7 +315,11 @@ fn parse_header(bytes: &[u8], rank: usize) -> Result<(Vec<usize>, &[u8]), ParseE
         return Err(ParseError::Header(format!(
             "{} dimensions, expected {rank} ({})",
             bytes[3],
-            if rank == 3 { "an images file" } else { "a labels file" }
+            if rank == 3 {
+                "an images file"
+            } else {
+                "a labels file"
+            }
         )));
     }
     if bytes.len() < header_len {
@@ -370,7 +374,10 @@ mod tests {
         assert!(matches!(parse_labels(&images), Err(ParseError::Header(_))));
         let mut wrong_type = header(1, &[1]);
         wrong_type[2] = 0x0d;
-        assert!(matches!(parse_labels(&wrong_type), Err(ParseError::Header(_))));
+        assert!(matches!(
+            parse_labels(&wrong_type),
+            Err(ParseError::Header(_))
+        ));
         let mut small = header(3, &[1, 14, 14]);
         small.extend(std::iter::repeat_n(0u8, 196));
         assert!(matches!(parse_images(&small), Err(ParseError::Header(_))));
@@ -378,7 +385,10 @@ mod tests {
         bad.extend_from_slice(&[3, 10]);
         assert_eq!(
             parse_labels(&bad),
-            Err(ParseError::Label { index: 1, value: 10 })
+            Err(ParseError::Label {
+                index: 1,
+                value: 10
+            })
         );
     }
 

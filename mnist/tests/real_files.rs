@@ -86,8 +86,19 @@ fn truncated_file_is_refused_with_its_name() {
     let labels = gunzip("t10k-labels-idx1-ubyte.gz");
     let dir = scratch(&[("t10k-labels-idx1-ubyte", &labels[..5000])]);
     let err = read_labels(&dir.path().join("t10k-labels-idx1-ubyte")).unwrap_err();
-    assert!(matches!(err, IdxError::Truncated { expected: 10_000, found: 4992, .. }));
-    assert!(err.to_string().contains("t10k-labels-idx1-ubyte: truncated"), "{err}");
+    assert!(matches!(
+        err,
+        IdxError::Truncated {
+            expected: 10_000,
+            found: 4992,
+            ..
+        }
+    ));
+    assert!(
+        err.to_string()
+            .contains("t10k-labels-idx1-ubyte: truncated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -95,7 +106,10 @@ fn truncated_gzip_is_refused() {
     let raw = std::fs::read(data_dir().join("t10k-labels-idx1-ubyte.gz")).unwrap();
     let dir = scratch(&[("t10k-labels-idx1-ubyte.gz", &raw[..raw.len() / 2])]);
     let err = read_labels(&dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap_err();
-    assert!(err.to_string().contains("t10k-labels-idx1-ubyte.gz"), "{err}");
+    assert!(
+        err.to_string().contains("t10k-labels-idx1-ubyte.gz"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -131,7 +145,10 @@ fn swapped_files_are_refused() {
     let images = gunzip("t10k-images-idx3-ubyte.gz");
     let dir = scratch(&[("t10k-labels-idx1-ubyte", &images)]);
     let err = read_labels(&dir.path().join("t10k-labels-idx1-ubyte")).unwrap_err();
-    assert!(err.to_string().contains("3 dimensions, expected 1"), "{err}");
+    assert!(
+        err.to_string().contains("3 dimensions, expected 1"),
+        "{err}"
+    );
 }
 
 #[test]

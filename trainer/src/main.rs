@@ -1,1 +1,350 @@
-fn main(){}
+//! `trainer`: train the MNIST classifier, export it as ONNX, and look at data and models.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mnist::Split;
+use trainer::model::Arch;
+use trainer::run::{load_checkpoint, save_checkpoint, RunRecord};
+use trainer::train::{self, EpochStats, TrainConfig};
+use trainer::{export, summary};
+
+/// Train a digit classifier on MNIST with burn and export it as ONNX.
+///
+/// The usual path: `trainer train`, then `trainer export models/mnist_cnn.onnx`.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network; evaluates on the 10,000 test images after every epoch.
+    ///
+    /// Writes into --out: last.bpk and best.bpk (checkpoints), run.json and history.csv
+    /// (per-epoch figures) and curves.png (training curves).
+    Train {
+        /// Folder holding the four MNIST files (gzipped or raw).
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Network to train: `cnn` (Ember's, for microcontrollers) or `mlp` (the tutorial's).
+        #[arg(long, value_enum, default_value = "cnn")]
+        arch: Arch,
+        /// Passes over the training set [default: cnn 8, mlp 3].
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Images per optimizer step [default: cnn 64, mlp 32].
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Peak learning rate of Adam; decays along a cosine to 1/20 of it [default: cnn 0.002, mlp 0.001].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Seed of initialization and data order: the same seed gives the same model.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output folder [default: runs/ARCH].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Train on only the first N training images (quick experiments).
+        #[arg(long)]
+        train_limit: Option<usize>,
+        /// Evaluate on only the first N test images.
+        #[arg(long)]
+        test_limit: Option<usize>,
+    },
+    /// Export a checkpoint as ONNX (input [N,1,28,28], pixels/255) and write its model card.
+    Export {
+        /// Checkpoint written by `trainer train`.
+        #[arg(long, default_value = "runs/cnn/last.bpk")]
+        checkpoint: PathBuf,
+        /// Folder holding the MNIST files, to measure the test accuracy for the model card.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Model card to write or update [default: the ONNX path with .json].
+        #[arg(long)]
+        card: Option<PathBuf>,
+        /// The ONNX file to write, e.g. models/mnist_cnn.onnx.
+        output: PathBuf,
+    },
+    /// Print a network layer by layer: output shape, parameters, multiply-accumulates.
+    Summary {
+        /// Network to describe.
+        #[arg(long, value_enum, default_value = "cnn")]
+        arch: Arch,
+    },
+    /// Draw a grid of sample digits with their labels to a PNG.
+    Show {
+        /// Folder holding the MNIST files.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// How many digits, from the first.
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+        /// Take them from the test set instead of the training set.
+        #[arg(long)]
+        test: bool,
+        /// The PNG to write.
+        output: PathBuf,
+    },
+    /// Predict one test image: its logits and the digit.
+    Predict {
+        /// Checkpoint written by `trainer train`.
+        #[arg(long, default_value = "runs/cnn/last.bpk")]
+        checkpoint: PathBuf,
+        /// Folder holding the MNIST files.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Index of the test image (0-9999).
+        #[arg(long)]
+        index: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Train {
+            data,
+            arch,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            out,
+            train_limit,
+            test_limit,
+        } => {
+            let (e, b, l) = arch.defaults();
+            let config = TrainConfig {
+                arch,
+                epochs: epochs.unwrap_or(e),
+                batch_size: batch_size.unwrap_or(b).max(1),
+                lr: lr.unwrap_or(l),
+                seed,
+            };
+            let out = out.unwrap_or_else(|| Path::new("runs").join(arch.name()));
+            train_command(&data, config, &out, train_limit, test_limit)
+        }
+        Command::Export {
+            checkpoint,
+            data,
+            card,
+            output,
+        } => {
+            let card = card.unwrap_or_else(|| output.with_extension("json"));
+            export_command(&checkpoint, &data, &output, &card)
+        }
+        Command::Summary { arch } => {
+            print!("{}", summary::table(arch));
+            Ok(())
+        }
+        Command::Show {
+            data,
+            count,
+            test,
+            output,
+        } => show_command(&data, count, test, &output),
+        Command::Predict {
+            checkpoint,
+            data,
+            index,
+        } => predict_command(&checkpoint, &data, index),
+    }
+}
+
+fn train_command(
+    data: &Path,
+    config: TrainConfig,
+    out: &Path,
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+) -> anyhow::Result<()> {
+    let train_set = mnist::load(data, Split::Train)?.take(train_limit.unwrap_or(usize::MAX));
+    let test_set = mnist::load(data, Split::Test)?.take(test_limit.unwrap_or(usize::MAX));
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create output folder", out.display()))?;
+    println!(
+        "training {} ({} parameters) on {} images, testing on {}; {} epochs, batch {}, lr {}, seed {}",
+        config.arch.name(),
+        summary::total_params(config.arch),
+        train_set.len(),
+        test_set.len(),
+        config.epochs,
+        config.batch_size,
+        config.lr,
+        config.seed
+    );
+    println!(
+        "{:>5} {:>8} {:>9} {:>9} {:>10} {:>7}",
+        "epoch", "loss", "train acc", "test acc", "images/s", "time"
+    );
+    let mut record = RunRecord {
+        config: config.clone(),
+        history: Vec::new(),
+        best_epoch: 0,
+        train_images: train_set.len(),
+        test_images: test_set.len(),
+    };
+    train::train(
+        &config,
+        &train_set,
+        &test_set,
+        |stats: &EpochStats, model| {
+            println!(
+                "{:>5} {:>8.4} {:>8.2}% {:>8.2}% {:>10.0} {:>6.1}s",
+                stats.epoch,
+                stats.loss,
+                100.0 * stats.train_acc,
+                100.0 * stats.test_acc,
+                stats.images_per_sec,
+                stats.seconds
+            );
+            let best = record.history.iter().all(|e| stats.test_acc > e.test_acc);
+            record.history.push(stats.clone());
+            if best {
+                record.best_epoch = stats.epoch;
+                save_checkpoint(model, &out.join("best.bpk"))?;
+            }
+            save_checkpoint(model, &out.join("last.bpk"))?;
+            record.save(out)
+        },
+    )?;
+    let last = record
+        .history
+        .last()
+        .context("no epoch was run (--epochs 0)")?;
+    println!(
+        "done in {:.1}s: test accuracy {:.2}% (best {:.2}% at epoch {}); checkpoints, history and curves.png in {}",
+        record.seconds(),
+        100.0 * last.test_acc,
+        100.0 * record.history[record.best_epoch - 1].test_acc,
+        record.best_epoch,
+        out.display()
+    );
+    Ok(())
+}
+
+fn export_command(
+    checkpoint: &Path,
+    data: &Path,
+    output: &Path,
+    card_path: &Path,
+) -> anyhow::Result<()> {
+    let device = train::device(0);
+    let (model, record) = load_checkpoint(checkpoint, &device)?;
+    let test_set = mnist::load(data, Split::Test)?;
+    let accuracy = train::accuracy(&model, &test_set, &device);
+    let bytes = export::onnx_bytes(&model, record.config.arch)?;
+    export::write(output, &bytes)?;
+    let sha = export::sha256_hex(&bytes);
+    let arch = record.config.arch;
+    let fields = serde_json::json!({
+        "name": output.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        "onnx": output.file_name().map(|s| s.to_string_lossy().into_owned()),
+        "onnx_sha256": sha,
+        "arch": arch.name(),
+        "layers": summary::rows(arch).iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "parameters": summary::total_params(arch),
+        "macs": summary::total_macs(arch),
+        "input": export::INPUT_CONVENTION,
+        "pixel_scale": export::PIXEL_SCALE,
+        "pixel_offset": export::PIXEL_OFFSET,
+        "training": {
+            "framework": "burn 0.22 (flex backend, CPU)",
+            "epochs": record.config.epochs,
+            "batch_size": record.config.batch_size,
+            "lr": record.config.lr,
+            "optimizer": "Adam, cosine decay to lr/20",
+            "seed": record.config.seed,
+            "train_images": record.train_images,
+            "seconds": (record.seconds() * 10.0).round() / 10.0,
+            "images_per_sec": record.images_per_sec().round(),
+        },
+        "test_accuracy": (accuracy * 1e4).round() / 1e4,
+        "test_images": test_set.len(),
+    });
+    update_card(card_path, fields)?;
+    println!(
+        "wrote {} ({} bytes, sha256 {}), test accuracy {:.2}% on {} images; model card {}",
+        output.display(),
+        bytes.len(),
+        &sha[..16],
+        100.0 * accuracy,
+        test_set.len(),
+        card_path.display()
+    );
+    Ok(())
+}
+
+/// Sets `fields` in the JSON object at `path`, keeping keys other stages wrote there.
+fn update_card(path: &Path, fields: serde_json::Value) -> anyhow::Result<()> {
+    let mut card = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a JSON model card", path.display()))?,
+        Err(_) => serde_json::json!({}),
+    };
+    if let (Some(card), Some(fields)) = (card.as_object_mut(), fields.as_object()) {
+        for (k, v) in fields {
+            card.insert(k.clone(), v.clone());
+        }
+    }
+    export::write(
+        path,
+        (serde_json::to_string_pretty(&card)? + "\n").as_bytes(),
+    )
+}
+
+fn show_command(data: &Path, count: usize, test: bool, output: &Path) -> anyhow::Result<()> {
+    let split = if test { Split::Test } else { Split::Train };
+    let ds = mnist::load(data, split)?;
+    let count = count.min(ds.len());
+    let tiles: Vec<viz::Tile> = (0..count)
+        .map(|i| viz::Tile {
+            pixels: ds.image(i),
+            caption: format!("#{i}: {}", ds.label(i)),
+            highlight: false,
+        })
+        .collect();
+    let title = format!(
+        "MNIST {} set, first {count} images",
+        if test { "test" } else { "training" }
+    );
+    viz::digit_grid(&tiles, 10, &title, output)?;
+    println!("wrote {} ({count} digits)", output.display());
+    Ok(())
+}
+
+fn predict_command(checkpoint: &Path, data: &Path, index: usize) -> anyhow::Result<()> {
+    let device = train::device(0);
+    let (model, _) = load_checkpoint(checkpoint, &device)?;
+    let test_set = mnist::load(data, Split::Test)?;
+    if index >= test_set.len() {
+        anyhow::bail!(
+            "--index {index}: the test set has {} images (0-{})",
+            test_set.len(),
+            test_set.len() - 1
+        );
+    }
+    let one =
+        mnist::Dataset::from_parts(test_set.image(index).to_vec(), vec![test_set.label(index)])
+            .context("one image is a valid dataset")?;
+    let row = train::logits(&model, &one, &device);
+    let shown: Vec<String> = row.iter().map(|v| format!("{v:.3}")).collect();
+    println!("test image {index}: label {}", test_set.label(index));
+    println!("logits [{}]", shown.join(", "));
+    println!("predicted digit: {}", train::argmax(&row));
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Latency and throughput of a classifier in tract, measured on real inputs.
+
+use std::time::Instant;
+
+use mnist::PIXELS;
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use crate::classifier::{one_line, Classifier, ModelError};
+
+/// Latency percentiles and throughput figures.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// Timed single-image runs.
+    pub runs: usize,
+    /// Single-image latency percentiles, microseconds.
+    pub p50_us: f64,
+    /// 90th percentile, microseconds.
+    pub p90_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+    /// Throughput per batch size.
+    pub throughput: Vec<Throughput>,
+}
+
+/// Throughput at one batch size.
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    /// Images per call.
+    pub batch: usize,
+    /// Images per second.
+    pub images_per_sec: f64,
+    /// Mean time per call, microseconds.
+    pub us_per_batch: f64,
+}
+
+const WARMUP: usize = 200;
+/// Each batch size is timed for at least this long.
+const MIN_SECONDS: f64 = 1.0;
+
+/// Benchmarks `c` on `inputs` (scaled pixels of many images, cycled).
+pub fn run(
+    c: &Classifier,
+    inputs: &[f32],
+    batches: &[usize],
+    runs: usize,
+) -> Result<BenchReport, ModelError> {
+    let fail = |e: TractError| ModelError {
+        path: c.path().display().to_string(),
+        reason: one_line(&e),
+    };
+    let images = inputs.len() / PIXELS;
+    let plan = c.plan(1)?;
+    let mut state = plan.state().map_err(fail)?;
+    let tensors: Vec<TValue> = (0..images.min(1000))
+        .map(|i| plan.tensor(&inputs[i * PIXELS..(i + 1) * PIXELS]))
+        .collect::<TractResult<_>>()
+        .map_err(fail)?;
+    let mut latencies = Vec::with_capacity(runs);
+    for i in 0..WARMUP + runs {
+        let input = tensors[i % tensors.len()].clone();
+        let started = Instant::now();
+        state.run(tvec!(input)).map_err(fail)?;
+        if i >= WARMUP {
+            latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let mut throughput = Vec::new();
+    for &batch in batches.iter().filter(|&&b| b > 0 && b <= images) {
+        let plan = c.plan(batch)?;
+        let mut state = plan.state().map_err(fail)?;
+        let input = plan.tensor(&inputs[..batch * PIXELS]).map_err(fail)?;
+        for _ in 0..5 {
+            state.run(tvec!(input.clone())).map_err(fail)?;
+        }
+        let (started, mut calls) = (Instant::now(), 0usize);
+        while calls < 20 || started.elapsed().as_secs_f64() < MIN_SECONDS {
+            state.run(tvec!(input.clone())).map_err(fail)?;
+            calls += 1;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        throughput.push(Throughput {
+            batch,
+            images_per_sec: (calls * batch) as f64 / secs,
+            us_per_batch: secs * 1e6 / calls as f64,
+        });
+    }
+    Ok(BenchReport {
+        runs,
+        p50_us: pct(0.5),
+        p90_us: pct(0.9),
+        p99_us: pct(0.99),
+        throughput,
+    })
+}
+
+impl BenchReport {
+    /// Human-readable form.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "single image, {} runs: p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs\n",
+            self.runs, self.p50_us, self.p90_us, self.p99_us
+        );
+        for t in &self.throughput {
+            out += &format!(
+                "batch {:>4}: {:>9.0} images/s ({:.1} µs per batch)\n",
+                t.batch, t.images_per_sec, t.us_per_batch
+            );
+        }
+        out
+    }
+}

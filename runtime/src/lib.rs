@@ -1,0 +1,8 @@
+//! Ember's desktop runtime: ONNX digit classifiers through tract — preprocessing of arbitrary
+//! pictures, classification, evaluation on MNIST and benchmarks.
+
+pub mod bench;
+pub mod classifier;
+pub mod eval;
+pub mod inspect;
+pub mod preprocess;

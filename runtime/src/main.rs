@@ -1,0 +1,334 @@
+//! `runtime`: classify pictures of digits, evaluate and benchmark ONNX classifiers with tract.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mnist::{Split, PIXELS};
+use runtime::classifier::{argmax, Classifier};
+use runtime::{eval, inspect, preprocess};
+use serde_json::json;
+
+/// Run ONNX digit classifiers on the desktop with tract.
+///
+/// Any ONNX classifier with one 28×28 grey input ([N,1,28,28], [N,28,28,1], [N,28,28] or
+/// [N,784]) and 10 outputs works; the default is Ember's own model.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const DEFAULT_MODEL: &str = "models/mnist_cnn.onnx";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify pictures of digits (PNG, JPEG, BMP, GIF, TIFF, WebP; any size or colour).
+    ///
+    /// Each picture is framed as MNIST digits are: background detected (dark ink on light
+    /// paper is inverted), cropped to the ink, scaled to 20 px, centred by mass in 28×28.
+    Classify {
+        /// The ONNX model.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Write the 28×28 input the network saw to this PNG (one picture only).
+        #[arg(long)]
+        save_input: Option<PathBuf>,
+        /// Pictures, or folders of pictures.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Accuracy on the 10,000 MNIST test images, confusion matrix and the mistakes as PNGs.
+    Eval {
+        /// The ONNX model.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Folder holding the MNIST files.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Folder for confusion.png and mistakes.png.
+        #[arg(long, default_value = "runs/eval")]
+        out: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Single-image latency (p50/p90/p99) and throughput per batch size, one thread.
+    Bench {
+        /// The ONNX model.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Batch sizes for throughput.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        batch: Vec<usize>,
+        /// Timed single-image runs (after 200 warm-up runs).
+        #[arg(long, default_value_t = 5000)]
+        runs: usize,
+        /// Folder holding the MNIST files (the inputs are real test digits).
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inputs, outputs, operators, parameters, and whether Ember's int8 firmware can run it.
+    Inspect {
+        /// The ONNX model.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Classify {
+            model,
+            json,
+            save_input,
+            images,
+        } => classify(&model, json, save_input.as_deref(), &images),
+        Command::Eval {
+            model,
+            data,
+            out,
+            json,
+        } => evaluate(&model, &data, &out, json),
+        Command::Bench {
+            model,
+            batch,
+            runs,
+            data,
+            json,
+        } => bench(&model, &batch, runs, &data, json),
+        Command::Inspect { model, json } => {
+            let report = inspect::inspect(&Classifier::load(&model)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"];
+
+/// The files to classify: files as given, folders expanded to their pictures (sorted).
+fn expand(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .with_context(|| format!("{}: cannot list folder", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension()
+                            .and_then(|e| e.to_str())
+                            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_lowercase().as_str()))
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Preprocesses `files` on every core; results in input order.
+fn preprocess_all(files: &[PathBuf]) -> Vec<Result<[u8; PIXELS], preprocess::PreprocessError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|f| preprocess::load(f)).collect::<Vec<_>>())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("preprocessing never panics"))
+            .collect()
+    })
+}
+
+fn classify(
+    model: &Path,
+    json: bool,
+    save_input: Option<&Path>,
+    inputs: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load(model)?;
+    let files = expand(inputs)?;
+    if save_input.is_some() && files.len() != 1 {
+        anyhow::bail!(
+            "--save-input takes exactly one picture, {} were given",
+            files.len()
+        );
+    }
+    let framed = preprocess_all(&files);
+    let ok: Vec<&[u8; PIXELS]> = framed.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let mut scores = Vec::new();
+    if !ok.is_empty() {
+        let pixels: Vec<u8> = ok.iter().flat_map(|p| p.iter().copied()).collect();
+        scores = classifier
+            .plan(ok.len())?
+            .run(classifier.scale_pixels(&pixels))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: inference failed: {}",
+                    model.display(),
+                    runtime::classifier::one_line(&e)
+                )
+            })?;
+    }
+    let (mut failed, mut next, mut results) = (0, 0, Vec::new());
+    for (file, result) in files.iter().zip(&framed) {
+        match result {
+            Ok(pixels) => {
+                let probs = classifier.probabilities(&scores[next * 10..next * 10 + 10]);
+                next += 1;
+                if let Some(out) = save_input {
+                    save_28x28(pixels, out)?;
+                }
+                let mut order: Vec<usize> = (0..10).collect();
+                order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+                let digit = argmax(&probs);
+                if !json {
+                    let top: Vec<String> = order[..3]
+                        .iter()
+                        .map(|&d| format!("{d} {:.1}%", 100.0 * probs[d]))
+                        .collect();
+                    println!(
+                        "{}: {digit} ({:.1}%)   top 3: {}",
+                        file.display(),
+                        100.0 * probs[digit],
+                        top.join(", ")
+                    );
+                }
+                let top3: Vec<_> = order[..3]
+                    .iter()
+                    .map(|&d| json!({"digit": d, "probability": probs[d]}))
+                    .collect();
+                results.push(json!({"file": file, "digit": digit, "probability": probs[digit], "top3": top3}));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e}", file.display());
+                results.push(json!({"file": file, "error": e.to_string()}));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn save_28x28(pixels: &[u8; PIXELS], path: &Path) -> anyhow::Result<()> {
+    image::save_buffer(path, pixels, 28, 28, image::ExtendedColorType::L8)
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn evaluate(model: &Path, data: &Path, out: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load(model)?;
+    let test = mnist::load(data, Split::Test)?;
+    let started = Instant::now();
+    let predictions = eval::predict_all(&classifier, &test)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let report = eval::Report::new(test.labels(), &predictions);
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create output folder", out.display()))?;
+    let name = model
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let title = format!(
+        "{name}: {:.2}% on {} MNIST test images",
+        100.0 * report.accuracy(),
+        report.images
+    );
+    viz::confusion_matrix(&report.confusion, &title, &out.join("confusion.png"))?;
+    let tiles: Vec<viz::Tile> = report
+        .mistakes
+        .iter()
+        .take(100)
+        .map(|&(i, t, p)| viz::Tile {
+            pixels: test.image(i),
+            caption: format!("#{i}: {t}→{p}"),
+            highlight: true,
+        })
+        .collect();
+    let mistakes_title = format!(
+        "{} misclassified (first {}), true→predicted",
+        report.mistakes.len(),
+        tiles.len()
+    );
+    viz::digit_grid(&tiles, 10, &mistakes_title, &out.join("mistakes.png"))?;
+    if json {
+        let per_class: Vec<_> =
+            (0..10).map(|c| json!({"digit": c, "precision": report.precision(c), "recall": report.recall(c)})).collect();
+        let doc = json!({
+            "model": model, "sha256": classifier.sha256, "images": report.images, "correct": report.correct,
+            "accuracy": report.accuracy(), "per_class": per_class, "confusion": report.confusion,
+            "mistakes": report.mistakes, "seconds": seconds,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{title} ({} wrong), {seconds:.2}s", report.mistakes.len());
+        print!("{}", report.table());
+        println!(
+            "wrote {} and {}",
+            out.join("confusion.png").display(),
+            out.join("mistakes.png").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(
+    model: &Path,
+    batches: &[usize],
+    runs: usize,
+    data: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load(model)?;
+    let test = mnist::load(data, Split::Test)?;
+    let inputs = classifier.scale_pixels(test.pixels());
+    let report = runtime::bench::run(&classifier, &inputs, batches, runs.max(1000))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
