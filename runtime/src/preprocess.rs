@@ -121,7 +121,9 @@ pub fn frame(image: &DynamicImage) -> Result<[u8; PIXELS], PreprocessError> {
     let small = imageops::resize(&crop, nw, nh, FilterType::Triangle);
     let (cx, cy) = centre_of_mass(&small);
     let mut out = [0u8; PIXELS];
-    let half = SIDE as f32 / 2.0;
+    // MNIST put the centre of mass on pixel (14, 14), whose centre is at 14.5 in continuous
+    // coordinates.
+    let half = SIDE as f32 / 2.0 + 0.5;
     let (dx, dy) = ((half - cx).round() as i64, (half - cy).round() as i64);
     for (x, y, p) in small.enumerate_pixels() {
         let (tx, ty) = (x as i64 + dx, y as i64 + dy);
@@ -134,7 +136,7 @@ pub fn frame(image: &DynamicImage) -> Result<[u8; PIXELS], PreprocessError> {
 
 /// Bounding box (inclusive) of the pixels with a fair share of ink, if any.
 fn ink_box(ink: &GrayImage) -> Option<(u32, u32, u32, u32)> {
-    let threshold = 64;
+    let threshold = 16;
     let mut found: Option<(u32, u32, u32, u32)> = None;
     for (x, y, p) in ink.enumerate_pixels() {
         if p.0[0] >= threshold {

@@ -1,0 +1,157 @@
+//! The `runtime` binary on good and bad pictures: every refusal is one line naming the file,
+//! the other files are still classified, and the exit code tells that something failed.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{DynamicImage, GrayImage, ImageFormat};
+
+fn runtime(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ember-runtime-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn png(img: GrayImage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    DynamicImage::ImageLuma8(img)
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+/// A real test digit (index 0 is a 7) drawn dark on white at 4× size.
+fn good_digit() -> Vec<u8> {
+    let test = mnist::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"),
+        mnist::Split::Test,
+    )
+    .unwrap();
+    let digit = GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([255 - test.image(0)[(y * 28 + x) as usize]])
+    });
+    png(image::imageops::resize(
+        &digit,
+        112,
+        112,
+        image::imageops::FilterType::Triangle,
+    ))
+}
+
+#[test]
+fn each_bad_picture_gets_one_line_and_the_rest_are_classified() {
+    let dir = scratch("bad");
+    let good = good_digit();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("good.png", good.clone()),
+        ("truncated.png", good[..good.len() / 3].to_vec()),
+        (
+            "notes.png",
+            b"this is a text file, not a picture\n".to_vec(),
+        ),
+        ("empty.png", Vec::new()),
+        (
+            "blank.png",
+            png(GrayImage::from_pixel(64, 64, image::Luma([250]))),
+        ),
+        (
+            "dot.png",
+            png(GrayImage::from_pixel(1, 1, image::Luma([0]))),
+        ),
+        (
+            "huge.png",
+            png(GrayImage::from_pixel(20_000, 8, image::Luma([255]))),
+        ),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let args: Vec<String> = files
+        .iter()
+        .map(|(n, _)| dir.join(n).display().to_string())
+        .collect();
+    let mut argv = vec!["classify"];
+    argv.extend(args.iter().map(String::as_str));
+    let out = runtime(&argv);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("good.png: 7 ("), "{stdout}");
+    let expect = [
+        ("truncated.png", "not a readable image"),
+        ("notes.png", "not a readable image"),
+        ("empty.png", "empty file"),
+        ("blank.png", "no digit found"),
+        ("dot.png", "image is 1×1 pixels, too small"),
+        ("huge.png", "image too large"),
+    ];
+    assert_eq!(stderr.lines().count(), expect.len(), "{stderr}");
+    for (file, message) in expect {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("no line for {file}: {stderr}"));
+        assert!(
+            line.starts_with("error: ") && line.contains(message),
+            "{line}"
+        );
+    }
+    assert!(!stderr.contains("panicked"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn classify_json_and_save_input() {
+    let dir = scratch("json");
+    std::fs::write(dir.join("seven.png"), good_digit()).unwrap();
+    let seen = dir.join("seen.png");
+    let out = runtime(&[
+        "classify",
+        "--json",
+        "--save-input",
+        seen.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc[0]["digit"], 7);
+    assert!(doc[0]["probability"].as_f64().unwrap() > 0.9);
+    assert_eq!(doc[0]["top3"].as_array().unwrap().len(), 3);
+    let saved = image::open(&seen).unwrap();
+    assert_eq!((saved.width(), saved.height()), (28, 28));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn missing_model_and_missing_picture_are_named() {
+    let out = runtime(&["classify", "--model", "/nonexistent/m.onnx", "x.png"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.trim()
+            == "error: /nonexistent/m.onnx: cannot read: No such file or directory (os error 2)",
+        "{stderr}"
+    );
+    let out = runtime(&["classify", "/nonexistent/digit.png"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr
+            .trim()
+            .starts_with("error: /nonexistent/digit.png: cannot read"),
+        "{stderr}"
+    );
+}

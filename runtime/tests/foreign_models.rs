@@ -1,0 +1,257 @@
+//! Models Ember did not make: small ONNX classifiers built here in every supported input
+//! layout, plus models that do not fit, which must be refused with a clear reason.
+
+use std::path::Path;
+
+use mnist::{Split, PIXELS};
+use prost::Message;
+use runtime::classifier::{argmax, Classifier, Layout, Scores};
+use tract_onnx::pb::{
+    self, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+
+fn data_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
+}
+
+fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| pb::tensor_shape_proto::Dimension {
+            value: Some(d.map_or(Dim::DimParam("N".into()), Dim::DimValue)),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn floats(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: data,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, data: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![data.len() as i64],
+        data_type: 7,
+        int64_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: op.into(),
+        name: format!("{op}_{output}"),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// A linear classifier `softmax?(flatten(x) · W + b)` with input dims `input` (batch first).
+fn linear_model(
+    input: &[Option<i64>],
+    w: &[f32],
+    b: &[f32],
+    classes: i64,
+    softmax: bool,
+) -> Vec<u8> {
+    let mut nodes = vec![
+        node("Reshape", &["x", "flat_shape"], "flat", vec![]),
+        node("MatMul", &["flat", "w"], "mm", vec![]),
+        node("Add", &["mm", "b"], "scores", vec![]),
+    ];
+    let mut out = "scores";
+    if softmax {
+        let axis = AttributeProto {
+            name: "axis".into(),
+            r#type: 2,
+            i: 1,
+            ..Default::default()
+        };
+        nodes.push(node("Softmax", &["scores"], "probs", vec![axis]));
+        out = "probs";
+    }
+    let graph = GraphProto {
+        name: "linear".into(),
+        node: nodes,
+        initializer: vec![
+            ints("flat_shape", &[-1, PIXELS as i64]),
+            floats("w", &[PIXELS as i64, classes], w.to_vec()),
+            floats("b", &[classes], b.to_vec()),
+        ],
+        input: vec![value("x", input)],
+        output: vec![value(out, &[None, Some(classes)])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        producer_name: "ember-test".into(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Class-mean templates from 5,000 training digits: a weak but real classifier.
+fn templates() -> (Vec<f32>, Vec<f32>) {
+    let train = mnist::load(&data_dir(), Split::Train).unwrap().take(5000);
+    let mut sums = vec![0f32; 10 * PIXELS];
+    let mut counts = [0f32; 10];
+    for i in 0..train.len() {
+        let c = train.label(i) as usize;
+        counts[c] += 1.0;
+        for (p, &v) in train.image(i).iter().enumerate() {
+            sums[c * PIXELS + p] += v as f32 / 255.0;
+        }
+    }
+    let mut w = vec![0f32; PIXELS * 10];
+    let mut b = vec![0f32; 10];
+    for c in 0..10 {
+        for p in 0..PIXELS {
+            let mean = sums[c * PIXELS + p] / counts[c];
+            w[p * 10 + c] = mean;
+            b[c] -= 0.5 * mean * mean;
+        }
+    }
+    (w, b)
+}
+
+fn reference(w: &[f32], b: &[f32], pixels: &[u8]) -> usize {
+    let scores: Vec<f32> = (0..10)
+        .map(|c| {
+            b[c] + pixels
+                .iter()
+                .enumerate()
+                .map(|(p, &v)| v as f32 / 255.0 * w[p * 10 + c])
+                .sum::<f32>()
+        })
+        .collect();
+    argmax(&scores)
+}
+
+#[test]
+fn every_layout_classifies_like_the_reference() {
+    let (w, b) = templates();
+    let test = mnist::load(&data_dir(), Split::Test).unwrap().take(500);
+    let expected: Vec<u8> = (0..test.len())
+        .map(|i| reference(&w, &b, test.image(i)) as u8)
+        .collect();
+    let correct = expected
+        .iter()
+        .zip(test.labels())
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        correct > 350,
+        "the template classifier should be well above chance: {correct}/500"
+    );
+    let layouts = [
+        (Layout::Nchw, vec![None, Some(1), Some(28), Some(28)]),
+        (Layout::Nhwc, vec![None, Some(28), Some(28), Some(1)]),
+        (Layout::Nhw, vec![None, Some(28), Some(28)]),
+        (Layout::Flat, vec![Some(1), Some(784)]),
+    ];
+    for (layout, dims) in layouts {
+        for softmax in [false, true] {
+            let bytes = linear_model(&dims, &w, &b, 10, softmax);
+            let c = Classifier::from_bytes(Path::new("test.onnx"), &bytes).unwrap();
+            assert_eq!(c.layout, layout);
+            assert_eq!(
+                c.scores,
+                if softmax {
+                    Scores::Probabilities
+                } else {
+                    Scores::Logits
+                }
+            );
+            let predictions = runtime::eval::predict_all(&c, &test).unwrap();
+            assert_eq!(predictions, expected, "{layout:?} softmax={softmax}");
+            let plan = c.plan(1).unwrap();
+            let out = plan.run(c.scale_pixels(test.image(0))).unwrap();
+            let probs = c.probabilities(&out);
+            assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        }
+    }
+}
+
+fn refusal(bytes: &[u8]) -> String {
+    match Classifier::from_bytes(Path::new("odd.onnx"), bytes) {
+        Ok(_) => panic!("model was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn models_that_do_not_fit_are_refused_clearly() {
+    let seven = linear_model(
+        &[None, Some(1), Some(28), Some(28)],
+        &vec![0.1; PIXELS * 7],
+        &[0.0; 7],
+        7,
+        false,
+    );
+    let msg = refusal(&seven);
+    assert!(
+        msg.starts_with("odd.onnx: ") && msg.contains("is not [1, 10]"),
+        "{msg}"
+    );
+
+    let rgb = linear_model(
+        &[None, Some(3), Some(32), Some(32)],
+        &vec![0.1; PIXELS * 10],
+        &[0.0; 10],
+        10,
+        false,
+    );
+    let msg = refusal(&rgb);
+    assert!(
+        msg.contains("input shape [?,3,32,32] is not one 28×28 grey image"),
+        "{msg}"
+    );
+
+    let mut proto = ModelProto::decode(
+        &linear_model(
+            &[None, Some(784)],
+            &vec![0.1; PIXELS * 10],
+            &[0.0; 10],
+            10,
+            false,
+        )[..],
+    )
+    .unwrap();
+    proto.graph.as_mut().unwrap().node[2].op_type = "FancyAdd".into();
+    let msg = refusal(&proto.encode_to_vec());
+    assert!(
+        msg.starts_with("odd.onnx: tract cannot") && msg.contains("FancyAdd"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'));
+
+    let msg = refusal(b"definitely not protobuf");
+    assert!(msg.starts_with("odd.onnx: not an ONNX model"), "{msg}");
+}
