@@ -209,8 +209,8 @@ pub fn confusion_matrix(
         text(title, (8, 8), 18, &BLACK)?;
         text("predicted →", (left, top - 40), 14, &BLACK)?;
         text("true ↓", (4, top - 20), 14, &BLACK)?;
-        for t in 0..10 {
-            let row_total = counts[t].iter().sum::<u32>().max(1);
+        for (t, row) in counts.iter().enumerate() {
+            let row_total = row.iter().sum::<u32>().max(1);
             text(
                 &t.to_string(),
                 (left - 20, top + t as i32 * cell + cell / 2 - 7),
@@ -223,7 +223,7 @@ pub fn confusion_matrix(
                 14,
                 &BLACK,
             )?;
-            for (p, &n) in counts[t].iter().enumerate() {
+            for (p, &n) in row.iter().enumerate() {
                 let share = n as f64 / row_total as f64;
                 let shade = |full: u8| (255.0 - share.sqrt() * (255.0 - full as f64)) as u8;
                 let color = if t == p {
