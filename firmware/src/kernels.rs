@@ -1,0 +1,368 @@
+//! The int8 kernels on HWC tensors. Callers (`model::run`) check every shape first, so the
+//! kernels index freely; the inner loops run over zipped slices, which compile without bounds
+//! checks.
+
+use crate::model::{Conv, FullyConnected, Pool, PoolKind};
+use crate::requant::multiply_by_quantized_multiplier;
+
+/// Requantizes an accumulator for output channel `c` and clamps it to the fused activation.
+#[inline(always)]
+fn requantize(acc: i32, multiplier: i32, shift: i8, zero_point: i32, min: i8, max: i8) -> i8 {
+    let v = multiply_by_quantized_multiplier(acc, multiplier, shift as i32) + zero_point;
+    v.clamp(min as i32, max as i32) as i8
+}
+
+/// `Σ (x + x_offset) · w` over two equal-length slices.
+#[inline(always)]
+fn dot(x: &[i8], w: &[i8], x_offset: i32) -> i32 {
+    x.iter()
+        .zip(w)
+        .map(|(&a, &b)| (a as i32 + x_offset) * b as i32)
+        .sum()
+}
+
+/// 2-D convolution, weights `[out_c][kh][kw][in_c]`, zero padding (the input zero point).
+pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
+    let (inp, out) = (layer.input, layer.output);
+    let (kh, kw, ic) = (
+        layer.kernel.0 as usize,
+        layer.kernel.1 as usize,
+        inp.c as usize,
+    );
+    let x_offset = -(layer.input_zero_point as i32);
+    let taps = kh * kw * ic;
+    let mut o = 0;
+    for oy in 0..out.h as usize {
+        for ox in 0..out.w as usize {
+            let y0 = (oy * layer.stride.0 as usize) as isize - layer.padding.0 as isize;
+            let x0 = (ox * layer.stride.1 as usize) as isize - layer.padding.1 as isize;
+            for (oc, filter) in layer.weights.chunks_exact(taps).enumerate() {
+                let mut acc = layer.bias[oc];
+                for ky in 0..kh {
+                    let iy = y0 + ky as isize;
+                    if iy < 0 || iy >= inp.h as isize {
+                        continue;
+                    }
+                    // The run of kernel columns that falls inside the image, as one slice.
+                    let kx_start = (-x0).max(0) as usize;
+                    let kx_end = ((inp.w as isize - x0).min(kw as isize)).max(0) as usize;
+                    if kx_start >= kx_end {
+                        continue;
+                    }
+                    let row =
+                        (iy as usize * inp.w as usize + (x0 + kx_start as isize) as usize) * ic;
+                    let len = (kx_end - kx_start) * ic;
+                    let w = (ky * kw + kx_start) * ic;
+                    acc += dot(&input[row..row + len], &filter[w..w + len], x_offset);
+                }
+                output[o] = requantize(
+                    acc,
+                    layer.multiplier[oc],
+                    layer.shift[oc],
+                    layer.output_zero_point as i32,
+                    layer.act_min,
+                    layer.act_max,
+                );
+                o += 1;
+            }
+        }
+    }
+}
+
+/// Fully connected layer, weights `[outputs][inputs]`.
+pub fn fully_connected(layer: &FullyConnected, input: &[i8], output: &mut [i8]) {
+    let x_offset = -(layer.input_zero_point as i32);
+    let inputs = layer.inputs as usize;
+    for (o, (row, out)) in layer
+        .weights
+        .chunks_exact(inputs)
+        .zip(output.iter_mut())
+        .enumerate()
+    {
+        let acc = layer.bias[o] + dot(&input[..inputs], row, x_offset);
+        *out = requantize(
+            acc,
+            layer.multiplier[o],
+            layer.shift[o],
+            layer.output_zero_point as i32,
+            layer.act_min,
+            layer.act_max,
+        );
+    }
+}
+
+/// Max or average pooling; padded positions are left out of both (ONNX's default).
+pub fn pool(layer: &Pool, input: &[i8], output: &mut [i8]) {
+    let (inp, out) = (layer.input, layer.output);
+    let c = inp.c as usize;
+    let mut o = 0;
+    for oy in 0..out.h as usize {
+        for ox in 0..out.w as usize {
+            let y0 = (oy * layer.stride.0 as usize) as isize - layer.padding.0 as isize;
+            let x0 = (ox * layer.stride.1 as usize) as isize - layer.padding.1 as isize;
+            let ys = y0.max(0) as usize
+                ..((y0 + layer.kernel.0 as isize).min(inp.h as isize)).max(0) as usize;
+            let xs = x0.max(0) as usize
+                ..((x0 + layer.kernel.1 as isize).min(inp.w as isize)).max(0) as usize;
+            let count = (ys.len() * xs.len()) as i32;
+            for ch in 0..c {
+                let mut max = i8::MIN as i32;
+                let mut sum = 0i32;
+                for y in ys.clone() {
+                    for x in xs.clone() {
+                        let v = input[(y * inp.w as usize + x) * c + ch] as i32;
+                        max = max.max(v);
+                        sum += v;
+                    }
+                }
+                let v = match layer.kind {
+                    PoolKind::Max => max,
+                    // TFLite's rounding: half away from zero.
+                    PoolKind::Average if count == 0 => 0,
+                    PoolKind::Average if sum >= 0 => (sum + count / 2) / count,
+                    PoolKind::Average => (sum - count / 2) / count,
+                };
+                output[o] = v.clamp(layer.act_min as i32, layer.act_max as i32) as i8;
+                o += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Shape;
+    use crate::requant::quantize_multiplier;
+
+    const UNIT: i32 = 1 << 30; // multiplier 0.5 at shift 1 = 1.0
+
+    fn conv_layer<'a>(
+        input: Shape,
+        output: Shape,
+        k: u8,
+        pad: u8,
+        w: &'a [i8],
+        b: &'a [i32],
+        m: &'a [i32],
+        s: &'a [i8],
+    ) -> Conv<'a> {
+        Conv {
+            input,
+            output,
+            kernel: (k, k),
+            stride: (1, 1),
+            padding: (pad, pad),
+            weights: w,
+            bias: b,
+            multiplier: m,
+            shift: s,
+            input_zero_point: 0,
+            output_zero_point: 0,
+            act_min: -128,
+            act_max: 127,
+        }
+    }
+
+    #[test]
+    fn conv_by_hand() {
+        // 3×3 input 1..9, 2×2 kernel [[1,0],[0,-1]], no padding, scale 1: out = x[i][j] - x[i+1][j+1].
+        let x: [i8; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let (w, b, m, s) = ([1i8, 0, 0, -1], [10i32], [UNIT], [1i8]);
+        let layer = conv_layer(
+            Shape { h: 3, w: 3, c: 1 },
+            Shape { h: 2, w: 2, c: 1 },
+            2,
+            0,
+            &w,
+            &b,
+            &m,
+            &s,
+        );
+        let mut out = [0i8; 4];
+        conv(&layer, &x, &mut out);
+        assert_eq!(out, [6, 6, 6, 6]); // 10 + (x - x_diag) = 10 - 4
+    }
+
+    #[test]
+    fn conv_padding_uses_the_zero_point() {
+        // One 3×3 all-ones kernel over a 2×2 input with padding 1 and input zero point -5:
+        // padded taps contribute 0, real taps (x + 5).
+        let x: [i8; 4] = [-5, -4, -3, -2]; // real values 0, 1, 2, 3
+        let (w, b, m, s) = ([1i8; 9], [0i32], [UNIT], [1i8]);
+        let mut layer = conv_layer(
+            Shape { h: 2, w: 2, c: 1 },
+            Shape { h: 2, w: 2, c: 1 },
+            3,
+            1,
+            &w,
+            &b,
+            &m,
+            &s,
+        );
+        layer.input_zero_point = -5;
+        let mut out = [0i8; 4];
+        conv(&layer, &x, &mut out);
+        assert_eq!(out, [6, 6, 6, 6]);
+    }
+
+    #[test]
+    fn fully_connected_by_hand_with_relu_clamp() {
+        let x: [i8; 3] = [1, 2, 3];
+        let w: [i8; 6] = [1, 1, 1, -1, -1, -1];
+        let (b, m, s) = ([0i32, 0], [UNIT, UNIT], [1i8, 1]);
+        let layer = FullyConnected {
+            inputs: 3,
+            outputs: 2,
+            weights: &w,
+            bias: &b,
+            multiplier: &m,
+            shift: &s,
+            input_zero_point: 0,
+            output_zero_point: 0,
+            act_min: 0,
+            act_max: 127,
+        };
+        let mut out = [0i8; 2];
+        fully_connected(&layer, &x, &mut out);
+        assert_eq!(out, [6, 0]);
+    }
+
+    #[test]
+    fn pools_by_hand() {
+        // 2×2×2 input (HWC), one 2×2 window.
+        let x: [i8; 8] = [1, -1, 4, -4, 2, -2, 3, -3];
+        let mut layer = Pool {
+            kind: PoolKind::Max,
+            input: Shape { h: 2, w: 2, c: 2 },
+            output: Shape { h: 1, w: 1, c: 2 },
+            kernel: (2, 2),
+            stride: (2, 2),
+            padding: (0, 0),
+            act_min: -128,
+            act_max: 127,
+        };
+        let mut out = [0i8; 2];
+        pool(&layer, &x, &mut out);
+        assert_eq!(out, [4, -1]);
+        layer.kind = PoolKind::Average;
+        pool(&layer, &x, &mut out);
+        assert_eq!(out, [3, -3]); // 10/4 = 2.5 → 3, -10/4 = -2.5 → -3
+    }
+
+    /// Float reference convolution (HWC, same padding), for comparison with the int8 kernel.
+    fn conv_f32(
+        x: &[f32],
+        s: Shape,
+        w: &[f32],
+        b: &[f32],
+        oc: usize,
+        k: usize,
+        pad: usize,
+    ) -> Vec<f32> {
+        let mut out = Vec::new();
+        for oy in 0..s.h as usize {
+            for ox in 0..s.w as usize {
+                for o in 0..oc {
+                    let mut acc = b[o];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (iy, ix) = (oy + ky, ox + kx);
+                            if iy < pad
+                                || ix < pad
+                                || iy - pad >= s.h as usize
+                                || ix - pad >= s.w as usize
+                            {
+                                continue;
+                            }
+                            for c in 0..s.c as usize {
+                                let xi = ((iy - pad) * s.w as usize + ix - pad) * s.c as usize + c;
+                                acc += x[xi] * w[((o * k + ky) * k + kx) * s.c as usize + c];
+                            }
+                        }
+                    }
+                    out.push(acc.max(0.0));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conv_matches_float_within_one_step() {
+        let mut seed: u32 = 99;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        let (shape, oc, k, pad) = (Shape { h: 6, w: 5, c: 3 }, 4usize, 3usize, 1usize);
+        let x: Vec<f32> = (0..shape.len()).map(|_| rnd() + 0.5).collect(); // [0, 1)
+        let w: Vec<f32> = (0..oc * k * k * 3).map(|_| rnd()).collect();
+        let b: Vec<f32> = (0..oc).map(|_| rnd() * 0.1).collect();
+        // Quantize as the quantizer does: input [0,1] at zp -128, weights per channel, ReLU out.
+        let s_in = 1.0 / 255.0;
+        let s_out = conv_f32(&x, shape, &w, &b, oc, k, pad)
+            .iter()
+            .cloned()
+            .fold(0.0, f32::max)
+            / 255.0;
+        let xq: Vec<i8> = x
+            .iter()
+            .map(|v| ((v / s_in).round() as i32 - 128) as i8)
+            .collect();
+        let mut wq = vec![0i8; w.len()];
+        let (mut bq, mut m, mut sh) = (vec![0i32; oc], vec![0i32; oc], vec![0i8; oc]);
+        let taps = k * k * 3;
+        for o in 0..oc {
+            let s_w = w[o * taps..(o + 1) * taps]
+                .iter()
+                .fold(0f32, |a, v| a.max(v.abs()))
+                / 127.0;
+            for t in 0..taps {
+                wq[o * taps + t] = (w[o * taps + t] / s_w).round() as i8;
+            }
+            bq[o] = (b[o] / (s_in * s_w)).round() as i32;
+            let (mm, ss) = quantize_multiplier((s_in * s_w / s_out) as f64);
+            m[o] = mm;
+            sh[o] = ss as i8;
+        }
+        // The reference sees the same quantized inputs and weights, so what is compared is the
+        // kernel's integer arithmetic and requantization.
+        let xd: Vec<f32> = xq.iter().map(|&q| (q as i32 + 128) as f32 * s_in).collect();
+        let wd: Vec<f32> = (0..w.len())
+            .map(|i| {
+                let o = i / taps;
+                let s_w = w[o * taps..(o + 1) * taps]
+                    .iter()
+                    .fold(0f32, |a, v| a.max(v.abs()))
+                    / 127.0;
+                wq[i] as f32 * s_w
+            })
+            .collect();
+        let reference = conv_f32(&xd, shape, &wd, &b, oc, k, pad);
+        let mut layer = conv_layer(
+            shape,
+            Shape {
+                c: oc as u16,
+                ..shape
+            },
+            k as u8,
+            pad as u8,
+            &wq,
+            &bq,
+            &m,
+            &sh,
+        );
+        layer.input_zero_point = -128;
+        layer.output_zero_point = -128;
+        let mut out = vec![0i8; shape.h as usize * shape.w as usize * oc];
+        conv(&layer, &xq, &mut out);
+        for (q, r) in out.iter().zip(&reference) {
+            let back = (*q as i32 + 128) as f32 * s_out;
+            assert!(
+                (back - r).abs() <= s_out * 1.0 + 1e-6,
+                "{back} vs {r} (step {s_out})"
+            );
+        }
+    }
+}
