@@ -161,6 +161,50 @@ impl Dataset {
     }
 }
 
+/// SplitMix64: a tiny, well-mixed generator, so data order and samples depend on a seed alone.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Shuffles `items` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+impl Dataset {
+    /// `n` images drawn without replacement, in an order fixed by `seed`.
+    pub fn sample(&self, n: usize, seed: u64) -> Dataset {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        SplitMix::new(seed).shuffle(&mut order);
+        order.truncate(n);
+        Dataset {
+            pixels: order
+                .iter()
+                .flat_map(|&i| self.image(i).iter().copied())
+                .collect(),
+            labels: order.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+}
+
 /// Loads one split of MNIST from `dir`, preferring `NAME.gz` and falling back to `NAME`.
 pub fn load(dir: &Path, split: Split) -> Result<Dataset, IdxError> {
     let images_path = locate(dir, &format!("{}-images-idx3-ubyte", split.prefix()))?;

@@ -143,6 +143,11 @@ impl Classifier {
         Ok(classifier)
     }
 
+    /// tract's model as loaded from ONNX, before typing.
+    pub fn inference_model(&self) -> &InferenceModel {
+        &self.model
+    }
+
     /// The model file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -311,4 +316,12 @@ pub fn argmax(scores: &[f32]) -> usize {
             }
         })
         .0
+}
+
+/// Index of the largest int8 logit (the first, on ties), as the firmware picks it.
+pub fn argmax_i8(logits: &[i8]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > logits[best] { i } else { best })
 }

@@ -6,3 +6,4 @@ pub mod classifier;
 pub mod eval;
 pub mod inspect;
 pub mod preprocess;
+pub mod quantize;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mnist::{Split, PIXELS};
 use runtime::classifier::{argmax, Classifier};
-use runtime::{eval, inspect, preprocess};
+use runtime::{eval, inspect, preprocess, quantize};
 use serde_json::json;
 
 /// Run ONNX digit classifiers on the desktop with tract.
@@ -37,6 +37,9 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Run the int8 model through the firmware's kernels (quantized with the defaults).
+        #[arg(long)]
+        int8: bool,
         /// Write the 28×28 input the network saw to this PNG (one picture only).
         #[arg(long)]
         save_input: Option<PathBuf>,
@@ -52,6 +55,9 @@ enum Command {
         /// Folder holding the MNIST files.
         #[arg(long, default_value = "data/mnist")]
         data: PathBuf,
+        /// Evaluate the int8 model through the firmware's kernels (quantized with the defaults).
+        #[arg(long)]
+        int8: bool,
         /// Folder for confusion.png and mistakes.png.
         #[arg(long, default_value = "runs/eval")]
         out: PathBuf,
@@ -73,6 +79,31 @@ enum Command {
         /// Folder holding the MNIST files (the inputs are real test digits).
         #[arg(long, default_value = "data/mnist")]
         data: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile the ONNX model to Ember's int8 firmware model (Rust source), and report its cost.
+    ///
+    /// Calibrates activation ranges on training images through the float graph, quantizes
+    /// weights per channel, prints a per-layer table, and measures float vs int8 accuracy on the
+    /// 10,000 test images by running the firmware's kernels on the host.
+    Quantize {
+        /// The ONNX model.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Folder holding the MNIST files (training images calibrate, test images measure).
+        #[arg(long, default_value = "data/mnist")]
+        calib: PathBuf,
+        /// Training images used for calibration, drawn with --seed.
+        #[arg(long, default_value_t = quantize::DEFAULT_CALIB_COUNT)]
+        calib_count: usize,
+        /// Seed of the calibration sample.
+        #[arg(long, default_value_t = quantize::DEFAULT_CALIB_SEED)]
+        seed: u64,
+        /// The Rust source to write.
+        #[arg(short, long, default_value = "models/mnist_cnn_int8.rs")]
+        output: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -103,15 +134,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Classify {
             model,
             json,
+            int8,
             save_input,
             images,
-        } => classify(&model, json, save_input.as_deref(), &images),
+        } => classify(&model, json, int8, save_input.as_deref(), &images),
         Command::Eval {
             model,
             data,
+            int8,
             out,
             json,
-        } => evaluate(&model, &data, &out, json),
+        } => evaluate(&model, &data, int8, &out, json),
+        Command::Quantize {
+            model,
+            calib,
+            calib_count,
+            seed,
+            output,
+            json,
+        } => quantize_command(&model, &calib, calib_count, seed, &output, json),
         Command::Bench {
             model,
             batch,
@@ -177,9 +218,51 @@ fn preprocess_all(files: &[PathBuf]) -> Vec<Result<[u8; PIXELS], preprocess::Pre
     })
 }
 
+/// Scores of every framed image: float through tract, or int8 through the firmware kernels
+/// (dequantized logits).
+fn score(
+    classifier: &Classifier,
+    int8: bool,
+    images: &[&[u8; PIXELS]],
+) -> anyhow::Result<Vec<f32>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    if int8 {
+        let q = quantize::quantize_mnist(
+            classifier,
+            Path::new("data/mnist"),
+            quantize::DEFAULT_CALIB_COUNT,
+            quantize::DEFAULT_CALIB_SEED,
+        )?;
+        let layers = q.firmware_layers();
+        let model = q.firmware_model(&layers);
+        let mut arena = vec![0i8; model.arena_bytes];
+        let mut scores = Vec::new();
+        for image in images {
+            let out = firmware::run(&model, &image[..], &mut arena)
+                .map_err(|e| anyhow::anyhow!("int8 model: {e:?}"))?;
+            scores.extend(out.scores);
+        }
+        return Ok(scores);
+    }
+    let pixels: Vec<u8> = images.iter().flat_map(|p| p.iter().copied()).collect();
+    classifier
+        .plan(images.len())?
+        .run(classifier.scale_pixels(&pixels))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: inference failed: {}",
+                classifier.path().display(),
+                runtime::classifier::one_line(&e)
+            )
+        })
+}
+
 fn classify(
     model: &Path,
     json: bool,
+    int8: bool,
     save_input: Option<&Path>,
     inputs: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
@@ -193,25 +276,17 @@ fn classify(
     }
     let framed = preprocess_all(&files);
     let ok: Vec<&[u8; PIXELS]> = framed.iter().filter_map(|r| r.as_ref().ok()).collect();
-    let mut scores = Vec::new();
-    if !ok.is_empty() {
-        let pixels: Vec<u8> = ok.iter().flat_map(|p| p.iter().copied()).collect();
-        scores = classifier
-            .plan(ok.len())?
-            .run(classifier.scale_pixels(&pixels))
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: inference failed: {}",
-                    model.display(),
-                    runtime::classifier::one_line(&e)
-                )
-            })?;
-    }
+    let scores = score(&classifier, int8, &ok)?;
     let (mut failed, mut next, mut results) = (0, 0, Vec::new());
     for (file, result) in files.iter().zip(&framed) {
         match result {
             Ok(pixels) => {
-                let probs = classifier.probabilities(&scores[next * 10..next * 10 + 10]);
+                let row = &scores[next * 10..next * 10 + 10];
+                let probs = if int8 {
+                    runtime::classifier::softmax(row)
+                } else {
+                    classifier.probabilities(row)
+                };
                 next += 1;
                 if let Some(out) = save_input {
                     save_28x28(pixels, out)?;
@@ -259,11 +334,30 @@ fn save_28x28(pixels: &[u8; PIXELS], path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-fn evaluate(model: &Path, data: &Path, out: &Path, json: bool) -> anyhow::Result<ExitCode> {
+fn evaluate(
+    model: &Path,
+    data: &Path,
+    int8: bool,
+    out: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let classifier = Classifier::load(model)?;
     let test = mnist::load(data, Split::Test)?;
     let started = Instant::now();
-    let predictions = eval::predict_all(&classifier, &test)?;
+    let predictions = if int8 {
+        let q = quantize::quantize_mnist(
+            &classifier,
+            data,
+            quantize::DEFAULT_CALIB_COUNT,
+            quantize::DEFAULT_CALIB_SEED,
+        )?;
+        quantize::simulate(&q, &test)
+            .iter()
+            .map(|l| runtime::classifier::argmax_i8(l) as u8)
+            .collect()
+    } else {
+        eval::predict_all(&classifier, &test)?
+    };
     let seconds = started.elapsed().as_secs_f64();
     let report = eval::Report::new(test.labels(), &predictions);
     std::fs::create_dir_all(out)
@@ -331,4 +425,143 @@ fn bench(
         print!("{}", report.text());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn quantize_command(
+    model: &Path,
+    calib: &Path,
+    count: usize,
+    seed: u64,
+    output: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load(model)?;
+    let q = quantize::quantize_mnist(&classifier, calib, count, seed)?;
+    let command = quantize::codegen::command_line(model, calib, count, seed, output);
+    let provenance = quantize::codegen::Provenance {
+        onnx: &model.display().to_string(),
+        sha256: &classifier.sha256,
+        command: &command,
+    };
+    let source = quantize::codegen::rust_source(&q, &provenance);
+    std::fs::write(output, &source)
+        .with_context(|| format!("{}: cannot write", output.display()))?;
+    let test = mnist::load(calib, Split::Test)?;
+    let cost = quantize::cost(&classifier, &q, &test)?;
+    let layers = q.firmware_layers();
+    let fw = q.firmware_model(&layers);
+    let rows: Vec<serde_json::Value> = layers
+        .iter()
+        .zip(&q.names)
+        .map(|(l, name)| {
+            let (shape, params) = match l {
+                firmware::Layer::Conv(c) => (
+                    vec![c.output.h, c.output.w, c.output.c],
+                    c.weights.len() + c.bias.len(),
+                ),
+                firmware::Layer::Pool(p) => (vec![p.output.h, p.output.w, p.output.c], 0),
+                firmware::Layer::FullyConnected(f) => {
+                    (vec![f.outputs], f.weights.len() + f.bias.len())
+                }
+            };
+            let weight_bytes = match l {
+                firmware::Layer::Conv(c) => {
+                    c.weights.len() + 4 * c.bias.len() + 5 * c.multiplier.len()
+                }
+                firmware::Layer::FullyConnected(f) => {
+                    f.weights.len() + 4 * f.bias.len() + 5 * f.multiplier.len()
+                }
+                firmware::Layer::Pool(_) => 0,
+            };
+            json!({"layer": name, "output": shape, "params": params, "macs": l.macs(),
+                   "weight_bytes": weight_bytes, "activation_bytes": l.output_len()})
+        })
+        .collect();
+    let total = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
+    let summary = json!({
+        "model": model, "onnx_sha256": classifier.sha256, "output": output, "calibration_images": count, "seed": seed,
+        "layers": rows, "params": total("params"), "macs": total("macs"), "weight_bytes": total("weight_bytes"),
+        "arena_bytes": fw.arena_bytes, "float_accuracy": cost.float_accuracy, "int8_accuracy": cost.int8_accuracy,
+        "agreement": cost.agreement, "test_images": cost.images,
+    });
+    update_card(model, &summary)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<22} {:>12} {:>8} {:>9} {:>12} {:>12}",
+        "layer", "output", "params", "MACs", "weight bytes", "activations"
+    );
+    for r in &rows {
+        let shape: Vec<String> = r["output"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string())
+            .collect();
+        println!(
+            "{:<22} {:>12} {:>8} {:>9} {:>12} {:>12}",
+            r["layer"].as_str().unwrap_or(""),
+            shape.join("×"),
+            num(&r["params"]),
+            num(&r["macs"]),
+            num(&r["weight_bytes"]),
+            num(&r["activation_bytes"])
+        );
+    }
+    println!(
+        "{:<22} {:>12} {:>8} {:>9} {:>12} {:>12}",
+        "total",
+        "",
+        total("params"),
+        total("macs"),
+        total("weight_bytes"),
+        format!("arena {}", fw.arena_bytes)
+    );
+    println!(
+        "calibrated on {count} training images (seed {seed}); on {} test images: float {:.2}%, int8 {:.2}%, agreement {:.2}%",
+        cost.images,
+        100.0 * cost.float_accuracy,
+        100.0 * cost.int8_accuracy,
+        100.0 * cost.agreement
+    );
+    println!("wrote {}", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn num(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// Records the int8 figures in the model card beside the ONNX file, if there is one.
+fn update_card(model: &Path, summary: &serde_json::Value) -> anyhow::Result<()> {
+    let path = model.with_extension("json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let mut card: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a JSON model card", path.display()))?;
+    if card.get("onnx_sha256") != summary.get("onnx_sha256") {
+        return Ok(()); // a card for another model
+    }
+    let keep = [
+        "output",
+        "calibration_images",
+        "seed",
+        "params",
+        "macs",
+        "weight_bytes",
+        "arena_bytes",
+        "float_accuracy",
+        "int8_accuracy",
+        "agreement",
+    ];
+    let int8: serde_json::Map<String, serde_json::Value> = keep
+        .iter()
+        .filter_map(|k| summary.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+    card["int8"] = serde_json::Value::Object(int8);
+    std::fs::write(&path, serde_json::to_string_pretty(&card)? + "\n")
+        .with_context(|| format!("{}: cannot write", path.display()))
 }

@@ -1,0 +1,286 @@
+//! The int8 path: the committed generated model regenerates byte for byte, runs bit-exactly like
+//! the host simulation, and keeps the float model's accuracy; models from other exporters
+//! (BatchNorm, Gemm with transB, a final Softmax, an NHWC input) quantize too.
+
+use std::path::{Path, PathBuf};
+
+use mnist::{Dataset, Split};
+use prost::Message;
+use runtime::classifier::{argmax_i8, Classifier};
+use runtime::quantize::{self, codegen};
+use tract_onnx::pb::{self, ModelProto, NodeProto, TensorProto};
+
+#[allow(dead_code)]
+mod committed {
+    include!("../../models/mnist_cnn_int8.rs");
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn test_set() -> Dataset {
+    mnist::load(&root().join("data/mnist"), Split::Test).unwrap()
+}
+
+fn committed_classifier() -> Classifier {
+    Classifier::load(&root().join("models/mnist_cnn.onnx")).unwrap()
+}
+
+fn default_quantization(c: &Classifier) -> quantize::QuantModel {
+    quantize::quantize_mnist(
+        c,
+        &root().join("data/mnist"),
+        quantize::DEFAULT_CALIB_COUNT,
+        quantize::DEFAULT_CALIB_SEED,
+    )
+    .unwrap()
+}
+
+#[test]
+fn regenerating_the_committed_model_gives_identical_bytes() {
+    let c = committed_classifier();
+    let q = default_quantization(&c);
+    let (model, calib, out) = (
+        Path::new("models/mnist_cnn.onnx"),
+        Path::new("data/mnist"),
+        Path::new("models/mnist_cnn_int8.rs"),
+    );
+    let command = codegen::command_line(
+        model,
+        calib,
+        quantize::DEFAULT_CALIB_COUNT,
+        quantize::DEFAULT_CALIB_SEED,
+        out,
+    );
+    let source = codegen::rust_source(
+        &q,
+        &codegen::Provenance {
+            onnx: "models/mnist_cnn.onnx",
+            sha256: &c.sha256,
+            command: &command,
+        },
+    );
+    let committed = std::fs::read_to_string(root().join(out)).unwrap();
+    assert!(
+        source == committed,
+        "models/mnist_cnn_int8.rs is stale: run `{command}`"
+    );
+}
+
+#[test]
+fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
+    let c = committed_classifier();
+    let q = default_quantization(&c);
+    let test = test_set();
+    let simulated = quantize::simulate(&q, &test);
+    let model = &committed::MODEL;
+    assert_eq!(model.arena_needed(), committed::ARENA_BYTES);
+    assert!(
+        committed::ARENA_BYTES <= 16 * 1024,
+        "arena {}",
+        committed::ARENA_BYTES
+    );
+    assert!(q.weight_bytes() <= 64 * 1024);
+    let mut arena = vec![0i8; committed::ARENA_BYTES];
+    let mut correct = 0;
+    for i in 0..test.len() {
+        let out = firmware::run(model, test.image(i), &mut arena).unwrap();
+        assert_eq!(out.logits, simulated[i], "image {i}");
+        correct += usize::from(out.class == test.label(i));
+    }
+    let cost = quantize::cost(&c, &q, &test).unwrap();
+    assert_eq!(correct as f64 / test.len() as f64, cost.int8_accuracy);
+    assert!(
+        cost.float_accuracy - cost.int8_accuracy <= 0.003,
+        "{cost:?}"
+    );
+    assert!(cost.agreement >= 0.995, "{cost:?}");
+}
+
+fn floats(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: data,
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        op_type: op.into(),
+        name: format!("{op}_{output}"),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+fn initializer(proto: &ModelProto, name: &str) -> (Vec<i64>, Vec<f32>) {
+    let t = proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap();
+    let v = if t.float_data.is_empty() {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    } else {
+        t.float_data.clone()
+    };
+    (t.dims.clone(), v)
+}
+
+/// The committed ONNX rewritten as another exporter might write it: NHWC input with a
+/// Transpose, a BatchNormalization after the first Conv, the first Linear as Gemm with transB,
+/// and a final Softmax.
+fn foreign_variant() -> Vec<u8> {
+    let mut proto =
+        ModelProto::decode(&std::fs::read(root().join("models/mnist_cnn.onnx")).unwrap()[..])
+            .unwrap();
+    let (_, w) = initializer(&proto, "head.0.Linear.weight");
+    let (_, b) = initializer(&proto, "head.0.Linear.bias");
+    let g = proto.graph.as_mut().unwrap();
+    let input = g.input[0].name.clone();
+    // NHWC input, transposed to NCHW before the first Conv.
+    if let Some(pb::type_proto::Value::TensorType(t)) =
+        g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        let dims = &mut t.shape.as_mut().unwrap().dim;
+        let c = dims.remove(1);
+        dims.push(c);
+    }
+    let mut transpose = node("Transpose", &[&input], "nchw");
+    transpose.attribute.push(pb::AttributeProto {
+        name: "perm".into(),
+        r#type: 7,
+        ints: vec![0, 3, 1, 2],
+        ..Default::default()
+    });
+    for n in g.node.iter_mut() {
+        for i in n.input.iter_mut().filter(|i| **i == input) {
+            *i = "nchw".into();
+        }
+    }
+    g.node.insert(0, transpose);
+    // BatchNorm after the first conv: its output is renamed, the BN takes the old name.
+    let conv = g.node.iter().position(|n| n.op_type == "Conv").unwrap();
+    let conv_out = g.node[conv].output[0].clone();
+    g.node[conv].output[0] = "conv_raw".into();
+    let mut bn = node(
+        "BatchNormalization",
+        &["conv_raw", "bn_g", "bn_b", "bn_m", "bn_v"],
+        &conv_out,
+    );
+    bn.attribute.push(pb::AttributeProto {
+        name: "epsilon".into(),
+        r#type: 1,
+        f: 1e-5,
+        ..Default::default()
+    });
+    g.node.insert(conv + 1, bn);
+    let c = 8;
+    g.initializer.extend([
+        floats(
+            "bn_g",
+            &[c],
+            (0..c).map(|i| 0.8 + 0.05 * i as f32).collect(),
+        ),
+        floats(
+            "bn_b",
+            &[c],
+            (0..c).map(|i| 0.02 * i as f32 - 0.05).collect(),
+        ),
+        floats("bn_m", &[c], (0..c).map(|i| 0.01 * i as f32).collect()),
+        floats("bn_v", &[c], (0..c).map(|i| 0.9 + 0.1 * i as f32).collect()),
+    ]);
+    // First MatMul (+ Reshape'd bias + Add) becomes one Gemm with W transposed (transB=1).
+    let mm = g.node.iter().position(|n| n.op_type == "MatMul").unwrap();
+    let add = g.node.iter().position(|n| n.op_type == "Add").unwrap();
+    let (x, y) = (g.node[mm].input[0].clone(), g.node[add].output[0].clone());
+    let (inputs, outputs) = (288, 64);
+    let wt: Vec<f32> = (0..outputs)
+        .flat_map(|o| (0..inputs).map(move |i| (i, o)))
+        .map(|(i, o)| w[i * outputs + o])
+        .collect();
+    g.initializer.extend([
+        floats("gemm_w", &[outputs as i64, inputs as i64], wt),
+        floats("gemm_b", &[outputs as i64], b),
+    ]);
+    let mut gemm = node("Gemm", &[&x, "gemm_w", "gemm_b"], &y);
+    gemm.attribute.push(pb::AttributeProto {
+        name: "transB".into(),
+        r#type: 2,
+        i: 1,
+        ..Default::default()
+    });
+    g.node[mm] = gemm;
+    g.node.remove(add);
+    // A final Softmax.
+    let last = g.output[0].name.clone();
+    let n = g.node.len();
+    g.node[n - 1].output[0] = "logits".into();
+    let mut softmax = node("Softmax", &["logits"], &last);
+    softmax.attribute.push(pb::AttributeProto {
+        name: "axis".into(),
+        r#type: 2,
+        i: 1,
+        ..Default::default()
+    });
+    g.node.push(softmax);
+    if let Some(pb::type_proto::Value::TensorType(t)) =
+        g.output[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.shape = None;
+    }
+    proto.encode_to_vec()
+}
+
+#[test]
+fn other_exporters_models_quantize_and_agree_with_tract() {
+    let bytes = foreign_variant();
+    let c = Classifier::from_bytes(Path::new("foreign.onnx"), &bytes).unwrap();
+    assert_eq!(c.layout, runtime::classifier::Layout::Nhwc);
+    assert_eq!(c.scores, runtime::classifier::Scores::Probabilities);
+    let q = default_quantization(&c);
+    let test = test_set().take(2000);
+    let cost = quantize::cost(&c, &q, &test).unwrap();
+    assert!(
+        cost.float_accuracy >= 0.95,
+        "the rewritten model still classifies: {cost:?}"
+    );
+    assert!(cost.agreement >= 0.99, "{cost:?}");
+    assert!(
+        (cost.float_accuracy - cost.int8_accuracy).abs() <= 0.005,
+        "{cost:?}"
+    );
+    // And the int8 argmax matches the simulation's own classes.
+    let sim = quantize::simulate(&q, &test.take(10));
+    assert!(sim.iter().all(|l| argmax_i8(l) < 10));
+}
+
+#[test]
+fn unsupported_operators_are_named() {
+    let mut proto =
+        ModelProto::decode(&std::fs::read(root().join("models/mnist_cnn.onnx")).unwrap()[..])
+            .unwrap();
+    let g = proto.graph.as_mut().unwrap();
+    let relu = g.node.iter().position(|n| n.op_type == "Relu").unwrap();
+    g.node[relu].op_type = "Sigmoid".into();
+    let c = Classifier::from_bytes(Path::new("sigmoid.onnx"), &proto.encode_to_vec()).unwrap();
+    let err = quantize::quantize_mnist(&c, &root().join("data/mnist"), 100, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("sigmoid.onnx: node ")
+            && err.contains("(Sigmoid): operator Sigmoid is not supported"),
+        "{err}"
+    );
+}
