@@ -137,15 +137,14 @@ mod tests {
 
     const UNIT: i32 = 1 << 30; // multiplier 0.5 at shift 1 = 1.0
 
+    type Tensors<'a> = (&'a [i8], &'a [i32], &'a [i32], &'a [i8]);
+
     fn conv_layer<'a>(
         input: Shape,
         output: Shape,
         k: u8,
         pad: u8,
-        w: &'a [i8],
-        b: &'a [i32],
-        m: &'a [i32],
-        s: &'a [i8],
+        (w, b, m, s): Tensors<'a>,
     ) -> Conv<'a> {
         Conv {
             input,
@@ -174,10 +173,7 @@ mod tests {
             Shape { h: 2, w: 2, c: 1 },
             2,
             0,
-            &w,
-            &b,
-            &m,
-            &s,
+            (&w, &b, &m, &s),
         );
         let mut out = [0i8; 4];
         conv(&layer, &x, &mut out);
@@ -195,10 +191,7 @@ mod tests {
             Shape { h: 2, w: 2, c: 1 },
             3,
             1,
-            &w,
-            &b,
-            &m,
-            &s,
+            (&w, &b, &m, &s),
         );
         layer.input_zero_point = -5;
         let mut out = [0i8; 4];
@@ -348,10 +341,7 @@ mod tests {
             },
             k as u8,
             pad as u8,
-            &wq,
-            &bq,
-            &m,
-            &sh,
+            (&wq, &bq, &m, &sh),
         );
         layer.input_zero_point = -128;
         layer.output_zero_point = -128;

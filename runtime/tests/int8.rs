@@ -76,17 +76,13 @@ fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
     let simulated = quantize::simulate(&q, &test);
     let model = &committed::MODEL;
     assert_eq!(model.arena_needed(), committed::ARENA_BYTES);
-    assert!(
-        committed::ARENA_BYTES <= 16 * 1024,
-        "arena {}",
-        committed::ARENA_BYTES
-    );
+    const { assert!(committed::ARENA_BYTES <= 16 * 1024) };
     assert!(q.weight_bytes() <= 64 * 1024);
     let mut arena = vec![0i8; committed::ARENA_BYTES];
     let mut correct = 0;
-    for i in 0..test.len() {
+    for (i, expected) in simulated.iter().enumerate() {
         let out = firmware::run(model, test.image(i), &mut arena).unwrap();
-        assert_eq!(out.logits, simulated[i], "image {i}");
+        assert_eq!(&out.logits, expected, "image {i}");
         correct += usize::from(out.class == test.label(i));
     }
     let cost = quantize::cost(&c, &q, &test).unwrap();

@@ -463,10 +463,10 @@ fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         .collect()
 }
 
-fn window(
-    node: &NodeProto,
-    kernel: (usize, usize),
-) -> Result<((usize, usize), (usize, usize), (usize, usize)), String> {
+/// Stride, padding before and padding after, each (rows, columns).
+type Window = ((usize, usize), (usize, usize), (usize, usize));
+
+fn window(node: &NodeProto, kernel: (usize, usize)) -> Result<Window, String> {
     let strides = attr_ints(node, "strides").unwrap_or(vec![1, 1]);
     let pads = attr_ints(node, "pads").unwrap_or(vec![0, 0, 0, 0]);
     let auto = node
@@ -523,7 +523,7 @@ fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
     if !t.float_data.is_empty() {
         return Ok(t.float_data.clone());
     }
-    if t.raw_data.len() % 4 != 0 {
+    if !t.raw_data.len().is_multiple_of(4) {
         return Err(format!(
             "tensor {:?} has {} raw bytes, not a whole number of floats",
             t.name,
