@@ -1,0 +1,49 @@
+//! Picks the board's memory layout for thumb targets and embeds MNIST test digits in flash.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=boards");
+    if !target.starts_with("thumb") {
+        return;
+    }
+    // The M3 board has 256 KiB of flash: 256 digits (196 KiB) fit beside the code and model.
+    let (board, digits) = if target.starts_with("thumbv7em") {
+        ("stm32f405.x", 1000)
+    } else {
+        ("lm3s6965.x", 256)
+    };
+    std::fs::copy(manifest.join("boards").join(board), out.join("memory.x"))
+        .expect("copy memory.x");
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
+    write_digits(
+        &manifest.join("../data/mnist"),
+        &out.join("digits.rs"),
+        digits,
+    );
+}
+
+fn write_digits(data: &Path, path: &Path, count: usize) {
+    println!("cargo:rerun-if-changed={}", data.display());
+    let test = mnist::load(data, mnist::Split::Test).expect("MNIST test set in data/mnist");
+    let count = count.min(test.len());
+    let mut f = std::fs::File::create(path).expect("create digits.rs");
+    writeln!(f, "/// MNIST test digits 0..{count}, 28×28 bytes each.").unwrap();
+    writeln!(f, "pub static DIGITS: [[u8; 784]; {count}] = [").unwrap();
+    for i in 0..count {
+        let bytes: Vec<String> = test.image(i).iter().map(u8::to_string).collect();
+        writeln!(f, "[{}],", bytes.join(",")).unwrap();
+    }
+    writeln!(
+        f,
+        "];\n/// Their labels.\npub static LABELS: [u8; {count}] = {:?};",
+        &test.labels()[..count]
+    )
+    .unwrap();
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs a firmware ELF in QEMU with semihosting and a deterministic instruction clock.
+# Usage: qemu-run.sh MACHINE firmware.elf   (MACHINE: lm3s6965evb or netduinoplus2)
+set -euo pipefail
+machine=$1
+elf=$2
+here=$(cd "$(dirname "$0")/.." && pwd)
+local_qemu="$here/target/qemu/usr/bin/qemu-system-arm"
+if [ -x "$local_qemu" ]; then
+  export LD_LIBRARY_PATH="$here/target/qemu/usr/lib/x86_64-linux-gnu:$here/target/qemu/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  qemu="$local_qemu"
+else
+  qemu=qemu-system-arm
+fi
+exec "$qemu" -machine "$machine" -cpu "$( [ "$machine" = netduinoplus2 ] && echo cortex-m4 || echo cortex-m3 )" \
+  -nographic -monitor none -serial none -icount shift=0 \
+  -semihosting-config enable=on,target=native -kernel "$elf"

@@ -1,0 +1,188 @@
+//! Building the firmware for a Cortex-M target, running it in QEMU, and reading what it says.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A Cortex-M target Ember supports and the QEMU machine that mirrors its chip.
+#[derive(Debug, Clone, Copy)]
+pub struct Board {
+    /// Rust target triple.
+    pub target: &'static str,
+    /// QEMU machine.
+    pub machine: &'static str,
+}
+
+/// Cortex-M3, TI LM3S6965.
+pub const M3: Board = Board {
+    target: "thumbv7m-none-eabi",
+    machine: "lm3s6965evb",
+};
+/// Cortex-M4F, ST STM32F405.
+pub const M4F: Board = Board {
+    target: "thumbv7em-none-eabihf",
+    machine: "netduinoplus2",
+};
+
+/// Builds the firmware for `board` (with `features`) into `target_dir`; returns the ELF path.
+pub fn build(board: Board, features: &str, target_dir: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root())
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "firmware",
+            "--release",
+            "--target",
+            board.target,
+        ])
+        .env("CARGO_TARGET_DIR", target_dir);
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    let status = cmd.status().context("cannot start cargo")?;
+    if !status.success() {
+        bail!("building the firmware for {} failed", board.target);
+    }
+    Ok(target_dir.join(board.target).join("release/firmware"))
+}
+
+/// What a QEMU run printed and how it ended.
+pub struct Run {
+    /// Semihosting output.
+    pub stdout: String,
+    /// Errors printed by the firmware or QEMU.
+    pub stderr: String,
+    /// Exit code (None when killed at the timeout).
+    pub code: Option<i32>,
+}
+
+/// Runs `elf` in QEMU on `board`, killing it after `timeout`.
+pub fn run_qemu(board: Board, elf: &Path, timeout: Duration) -> anyhow::Result<Run> {
+    let dir = std::env::temp_dir().join(format!(
+        "ember-qemu-{}-{}",
+        board.machine,
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new("bash")
+        .arg(root().join("firmware/qemu-run.sh"))
+        .arg(board.machine)
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .context("cannot start QEMU (bash firmware/install-qemu.sh installs it)")?;
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code();
+        }
+        if started.elapsed() > timeout {
+            child.kill()?;
+            child.wait()?;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = Run {
+        stdout: std::fs::read_to_string(&out_path)?,
+        stderr: std::fs::read_to_string(&err_path)?,
+        code,
+    };
+    std::fs::remove_dir_all(&dir)?;
+    Ok(run)
+}
+
+/// One classified digit as the firmware printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digit {
+    /// Index in the MNIST test set.
+    pub index: usize,
+    /// True label.
+    pub label: u8,
+    /// Predicted class.
+    pub predicted: u8,
+    /// The int8 logits.
+    pub logits: [i8; 10],
+}
+
+/// Parses `digit I label L predicted P logits a b ...` lines.
+pub fn digits(stdout: &str) -> Vec<Digit> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() != 17
+                || f[0] != "digit"
+                || f[2] != "label"
+                || f[4] != "predicted"
+                || f[6] != "logits"
+            {
+                return None;
+            }
+            let mut logits = [0i8; 10];
+            for (l, s) in logits.iter_mut().zip(&f[7..]) {
+                *l = s.parse().ok()?;
+            }
+            Some(Digit {
+                index: f[1].parse().ok()?,
+                label: f[3].parse().ok()?,
+                predicted: f[5].parse().ok()?,
+                logits,
+            })
+        })
+        .collect()
+}
+
+/// The number after `prefix` on the line that starts with it.
+pub fn figure(stdout: &str, prefix: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// Section sizes of a firmware ELF, bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Code (`.text` and the vector table).
+    pub text: u64,
+    /// Read-only data (`.rodata`): the model's weights and the embedded digits.
+    pub rodata: u64,
+    /// Initialised data (`.data`), in flash and RAM.
+    pub data: u64,
+    /// Zeroed data (`.bss` and `.uninit`), in RAM: the arena among it.
+    pub bss: u64,
+}
+
+/// Reads the section sizes of the ELF at `path`.
+pub fn sizes(path: &Path) -> anyhow::Result<Sizes> {
+    use object::{Object, ObjectSection};
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let elf = object::File::parse(&*bytes)
+        .with_context(|| format!("{}: not an ELF file", path.display()))?;
+    let size = |names: &[&str]| -> u64 {
+        elf.sections()
+            .filter(|s| s.name().is_ok_and(|n| names.contains(&n)))
+            .map(|s| s.size())
+            .sum()
+    };
+    Ok(Sizes {
+        text: size(&[".vector_table", ".text"]),
+        rodata: size(&[".rodata"]),
+        data: size(&[".data"]),
+        bss: size(&[".bss", ".uninit"]),
+    })
+}
