@@ -9,6 +9,11 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=boards");
+    println!("cargo::rustc-check-cfg=cfg(ember_dsp)");
+    // ARMv7E-M (Cortex-M4/M7) has the DSP instructions (SMLAD, SXTB16) the kernels use.
+    if target.starts_with("thumbv7em") {
+        println!("cargo:rustc-cfg=ember_dsp");
+    }
     if !target.starts_with("thumb") {
         return;
     }

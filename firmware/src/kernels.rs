@@ -12,16 +12,79 @@ fn requantize(acc: i32, multiplier: i32, shift: i8, zero_point: i32, min: i8, ma
     v.clamp(min as i32, max as i32) as i8
 }
 
-/// `Σ (x + x_offset) · w` over two equal-length slices.
+/// Largest `kh · kw · in_c` a convolution may have (the im2col column lives on the stack).
+pub const MAX_TAPS: usize = 1152;
+/// Largest number of output channels of a convolution.
+pub const MAX_CHANNELS: usize = 256;
+
+/// `Σ x · w` over two equal-length int8 slices.
 #[inline(always)]
-fn dot(x: &[i8], w: &[i8], x_offset: i32) -> i32 {
-    x.iter()
-        .zip(w)
-        .map(|(&a, &b)| (a as i32 + x_offset) * b as i32)
-        .sum()
+fn dot(x: &[i8], w: &[i8]) -> i32 {
+    let (xs, ws) = (x.chunks_exact(4), w.chunks_exact(4));
+    let tail: i32 = xs
+        .remainder()
+        .iter()
+        .zip(ws.remainder())
+        .map(|(&a, &b)| a as i32 * b as i32)
+        .sum();
+    xs.zip(ws).fold(tail, |acc, (a, b)| dot4(acc, a, b))
+}
+
+/// `acc + Σ a[i] · b[i]` over four lanes: two SMLADs on a Cortex-M4/M7 (DSP extension).
+#[cfg(ember_dsp)]
+#[inline(always)]
+fn dot4(acc: i32, a: &[i8], b: &[i8]) -> i32 {
+    let word = |v: &[i8]| u32::from_le_bytes([v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8]);
+    let (a, b) = (word(a), word(b));
+    let mut acc = acc;
+    // SAFETY: SXTB16 and SMLAD are register-only DSP instructions (no memory, no flags written
+    // that Rust relies on); both exist on every ARMv7E-M core (build.rs sets `ember_dsp` only for those targets). SXTB16 sign-extends
+    // bytes 0 and 2 (or 1 and 3 after ROR #8) into halfwords, and SMLAD adds both 16×16 products
+    // to the accumulator exactly, so the result equals the portable sum bit for bit.
+    unsafe {
+        core::arch::asm!(
+            "sxtb16 {a_even}, {a}",
+            "sxtb16 {b_even}, {b}",
+            "sxtb16 {a_odd}, {a}, ror #8",
+            "sxtb16 {b_odd}, {b}, ror #8",
+            "smlad {acc}, {a_even}, {b_even}, {acc}",
+            "smlad {acc}, {a_odd}, {b_odd}, {acc}",
+            a = in(reg) a,
+            b = in(reg) b,
+            a_even = out(reg) _,
+            b_even = out(reg) _,
+            a_odd = out(reg) _,
+            b_odd = out(reg) _,
+            acc = inout(reg) acc,
+            options(pure, nomem, nostack),
+        );
+    }
+    acc
+}
+
+/// `acc + Σ a[i] · b[i]` over four lanes, portable.
+#[cfg(not(ember_dsp))]
+#[inline(always)]
+fn dot4(acc: i32, a: &[i8], b: &[i8]) -> i32 {
+    acc + a[0] as i32 * b[0] as i32
+        + a[1] as i32 * b[1] as i32
+        + a[2] as i32 * b[2] as i32
+        + a[3] as i32 * b[3] as i32
+}
+
+/// Bias plus the input offset's share, `bias + x_offset · Σ w`, per filter: with it folded in,
+/// the inner loop is a plain `Σ x · w` (TFLite Micro folds the same term).
+fn effective_bias(weights: &[i8], bias: &[i32], taps: usize, x_offset: i32, out: &mut [i32]) {
+    for ((e, &b), filter) in out.iter_mut().zip(bias).zip(weights.chunks_exact(taps)) {
+        *e = b + x_offset * filter.iter().map(|&w| w as i32).sum::<i32>();
+    }
 }
 
 /// 2-D convolution, weights `[out_c][kh][kw][in_c]`, zero padding (the input zero point).
+///
+/// Each output pixel's receptive field is gathered once into a column (im2col, padding filled
+/// with the input zero point, which the folded bias cancels), then every filter is one dot
+/// product over it.
 pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
     let (inp, out) = (layer.input, layer.output);
     let (kh, kw, ic) = (
@@ -29,42 +92,55 @@ pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
         layer.kernel.1 as usize,
         inp.c as usize,
     );
-    let x_offset = -(layer.input_zero_point as i32);
     let taps = kh * kw * ic;
-    let mut o = 0;
-    for oy in 0..out.h as usize {
-        for ox in 0..out.w as usize {
-            let y0 = (oy * layer.stride.0 as usize) as isize - layer.padding.0 as isize;
-            let x0 = (ox * layer.stride.1 as usize) as isize - layer.padding.1 as isize;
-            for (oc, filter) in layer.weights.chunks_exact(taps).enumerate() {
-                let mut acc = layer.bias[oc];
-                for ky in 0..kh {
-                    let iy = y0 + ky as isize;
-                    if iy < 0 || iy >= inp.h as isize {
-                        continue;
-                    }
-                    // The run of kernel columns that falls inside the image, as one slice.
-                    let kx_start = (-x0).max(0) as usize;
-                    let kx_end = ((inp.w as isize - x0).min(kw as isize)).max(0) as usize;
-                    if kx_start >= kx_end {
-                        continue;
-                    }
-                    let row =
-                        (iy as usize * inp.w as usize + (x0 + kx_start as isize) as usize) * ic;
-                    let len = (kx_end - kx_start) * ic;
-                    let w = (ky * kw + kx_start) * ic;
-                    acc += dot(&input[row..row + len], &filter[w..w + len], x_offset);
-                }
-                output[o] = requantize(
-                    acc,
-                    layer.multiplier[oc],
-                    layer.shift[oc],
-                    layer.output_zero_point as i32,
-                    layer.act_min,
-                    layer.act_max,
-                );
-                o += 1;
+    let oc = out.c as usize;
+    let mut bias = [0i32; MAX_CHANNELS];
+    effective_bias(
+        layer.weights,
+        layer.bias,
+        taps,
+        -(layer.input_zero_point as i32),
+        &mut bias[..oc],
+    );
+    let mut column = [layer.input_zero_point; MAX_TAPS];
+    let column = &mut column[..taps];
+    let row_len = inp.w as usize * ic;
+    for (pixel, out_px) in output.chunks_exact_mut(oc).enumerate() {
+        let (oy, ox) = (pixel / out.w as usize, pixel % out.w as usize);
+        let y0 = (oy * layer.stride.0 as usize) as isize - layer.padding.0 as isize;
+        let x0 = (ox * layer.stride.1 as usize) as isize - layer.padding.1 as isize;
+        for (ky, col_row) in column.chunks_exact_mut(kw * ic).enumerate() {
+            let iy = y0 + ky as isize;
+            if iy < 0 || iy >= inp.h as isize {
+                col_row.fill(layer.input_zero_point);
+                continue;
             }
+            let kx_start = (-x0).clamp(0, kw as isize) as usize;
+            let kx_end = (inp.w as isize - x0).clamp(0, kw as isize) as usize;
+            if kx_start >= kx_end {
+                col_row.fill(layer.input_zero_point);
+                continue;
+            }
+            col_row[..kx_start * ic].fill(layer.input_zero_point);
+            col_row[kx_end * ic..].fill(layer.input_zero_point);
+            let at = iy as usize * row_len + (x0 + kx_start as isize) as usize * ic;
+            col_row[kx_start * ic..kx_end * ic]
+                .copy_from_slice(&input[at..at + (kx_end - kx_start) * ic]);
+        }
+        let filters = out_px
+            .iter_mut()
+            .zip(layer.weights.chunks_exact(taps))
+            .enumerate();
+        for (c, (o, filter)) in filters {
+            let acc = bias[c] + dot(column, filter);
+            *o = requantize(
+                acc,
+                layer.multiplier[c],
+                layer.shift[c],
+                layer.output_zero_point as i32,
+                layer.act_min,
+                layer.act_max,
+            );
         }
     }
 }
@@ -79,7 +155,8 @@ pub fn fully_connected(layer: &FullyConnected, input: &[i8], output: &mut [i8]) 
         .zip(output.iter_mut())
         .enumerate()
     {
-        let acc = layer.bias[o] + dot(&input[..inputs], row, x_offset);
+        let weight_sum: i32 = row.iter().map(|&w| w as i32).sum();
+        let acc = layer.bias[o] + x_offset * weight_sum + dot(&input[..inputs], row);
         *out = requantize(
             acc,
             layer.multiplier[o],

@@ -159,6 +159,8 @@ impl Layer<'_> {
                 let oc = c.output.c as usize;
                 let taps = c.kernel.0 as usize * c.kernel.1 as usize * c.input.c as usize;
                 c.weights.len() == oc * taps
+                    && taps <= kernels::MAX_TAPS
+                    && oc <= kernels::MAX_CHANNELS
                     && c.bias.len() == oc
                     && c.multiplier.len() == oc
                     && c.shift.len() == oc
