@@ -365,7 +365,11 @@ fn evaluate(
     let name = model
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let kind = if int8 { " (int8, firmware kernels)" } else { "" };
+    let kind = if int8 {
+        " (int8, firmware kernels)"
+    } else {
+        ""
+    };
     let title = format!(
         "{name}{kind}: {:.2}% on {} MNIST test images",
         100.0 * report.accuracy(),
