@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -68,8 +69,11 @@ pub struct Run {
 
 /// Runs `elf` in QEMU on `board`, killing it after `timeout`.
 pub fn run_qemu(board: Board, elf: &Path, timeout: Duration) -> anyhow::Result<Run> {
+    // Tests run in parallel, two of them on the same machine: each run gets its own folder.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!(
-        "ember-qemu-{}-{}",
+        "ember-qemu-{}-{}-{run}",
         board.machine,
         std::process::id()
     ));
