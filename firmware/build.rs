@@ -10,6 +10,12 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=boards");
     println!("cargo::rustc-check-cfg=cfg(ember_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(ember_thumb2)");
+    // ARMv7-M and ARMv7E-M (Cortex-M3/M4/M7) share Thumb-2 with SMULL and BIC, which the
+    // requantization loop uses.
+    if target.starts_with("thumbv7m") || target.starts_with("thumbv7em") {
+        println!("cargo:rustc-cfg=ember_thumb2");
+    }
     // ARMv7E-M (Cortex-M4/M7) has the DSP instructions (SMLAD, SXTB16) the kernels use.
     if target.starts_with("thumbv7em") {
         println!("cargo:rustc-cfg=ember_dsp");
@@ -22,6 +28,12 @@ fn main() {
         ("stm32f405.x", 1000)
     } else {
         ("lm3s6965.x", 256)
+    };
+    // EMBER_DIGITS embeds fewer digits, for quick runs and instruction traces.
+    println!("cargo:rerun-if-env-changed=EMBER_DIGITS");
+    let digits = match std::env::var("EMBER_DIGITS") {
+        Ok(v) => v.parse().expect("EMBER_DIGITS must be a count"),
+        Err(_) => digits,
     };
     std::fs::copy(manifest.join("boards").join(board), out.join("memory.x"))
         .expect("copy memory.x");

@@ -11,5 +11,6 @@
 pub mod kernels;
 pub mod model;
 pub mod requant;
+pub mod simd;
 
 pub use model::{run, Conv, Error, FullyConnected, Layer, Model, Output, Pool, PoolKind, Shape};

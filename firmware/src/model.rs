@@ -2,6 +2,7 @@
 //! caller-provided arena.
 
 use crate::kernels;
+use crate::requant::ChannelRequant;
 
 /// Height, width and channels of an HWC activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,36 @@ pub struct FullyConnected<'a> {
     pub act_max: i8,
 }
 
+impl Conv<'_> {
+    /// Output channel `ch`'s bias and requantization.
+    #[inline(always)]
+    pub(crate) fn channel(&self, ch: usize) -> ChannelRequant {
+        ChannelRequant::new(
+            self.bias[ch],
+            self.multiplier[ch],
+            self.shift[ch],
+            self.output_zero_point,
+            self.act_min,
+            self.act_max,
+        )
+    }
+}
+
+impl FullyConnected<'_> {
+    /// Output `o`'s bias and requantization.
+    #[inline(always)]
+    pub(crate) fn channel(&self, o: usize) -> ChannelRequant {
+        ChannelRequant::new(
+            self.bias[o],
+            self.multiplier[o],
+            self.shift[o],
+            self.output_zero_point,
+            self.act_min,
+            self.act_max,
+        )
+    }
+}
+
 /// Which pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolKind {
@@ -160,7 +191,6 @@ impl Layer<'_> {
                 let taps = c.kernel.0 as usize * c.kernel.1 as usize * c.input.c as usize;
                 c.weights.len() == oc * taps
                     && taps <= kernels::MAX_TAPS
-                    && oc <= kernels::MAX_CHANNELS
                     && c.bias.len() == oc
                     && c.multiplier.len() == oc
                     && c.shift.len() == oc

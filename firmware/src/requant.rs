@@ -2,15 +2,16 @@
 
 /// `round(a · b / 2^31)` with ties away from zero, saturating the one overflowing case
 /// (`i32::MIN · i32::MIN`). gemmlowp's `SaturatingRoundingDoublingHighMul`.
+///
+/// gemmlowp adds a nudge of `2^30` (or `1 - 2^30` for a negative product) and divides by `2^31`
+/// truncating toward zero. For a negative product, truncation is `floor(v + 2^31 - 1)`, so both
+/// cases are one floor of `a·b + 2^30`: a SMULL, an add with carry and a shift on the device.
 #[inline(always)]
 pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
     }
-    let ab = a as i64 * b as i64;
-    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    // Division truncates toward zero, as in the C++ reference.
-    ((ab + nudge) / (1i64 << 31)) as i32
+    ((a as i64 * b as i64 + (1 << 30)) >> 31) as i32
 }
 
 /// `x / 2^exponent` rounded to nearest, ties away from zero. gemmlowp's `RoundingDivideByPOT`.
@@ -27,13 +28,161 @@ pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
 /// `shift > 0` shifts left before the multiplication (saturating), `shift < 0` right after.
 #[inline(always)]
 pub fn multiply_by_quantized_multiplier(acc: i32, multiplier: i32, shift: i32) -> i32 {
-    let left = shift.clamp(0, 31) as u32;
+    let left = shift.clamp(0, 30) as u32;
     let right = (-shift).clamp(0, 31) as u32;
     let scaled = acc.saturating_mul(1i32 << left);
     rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(scaled, multiplier),
         right,
     )
+}
+
+/// Requantizes a bias-added accumulator and clamps it to the fused activation `[min, max]`:
+/// the definition [`ChannelRequant::apply`] must equal.
+pub fn requantize(acc: i32, multiplier: i32, shift: i8, zero_point: i8, min: i8, max: i8) -> i8 {
+    let v = multiply_by_quantized_multiplier(acc, multiplier, shift as i32) + zero_point as i32;
+    v.clamp(min as i32, max as i32) as i8
+}
+
+/// One output channel's bias and requantization, with everything that depends only on the
+/// channel worked out once, so that each output costs a long multiply and a few adds.
+///
+/// For `shift <= -2` with a multiplier other than `i32::MIN` (everything the quantizer makes
+/// for this network), gemmlowp's two roundings fold into one. With `P' = acc·m + 2^30`, the
+/// high mul is `y = floor(P' / 2^31)` (its nudge and truncation toward zero amount to exactly
+/// that floor, see [`saturating_rounding_doubling_high_mul`]); dividing by `2^e` rounding half
+/// away from zero is `floor((y + 2^(e-1) - [y < 0]) / 2^e)`; and as `floor(floor(a) + c) / n`
+/// is `floor((a + c) / n)` for integers, the result is `S >> (31 + e)` for the 64-bit
+/// `S = P' + 2^(e+30) - [P' < 0]·2^31`. For `e >= 2` only the high word of `S` matters:
+/// `hi(P') + 2^(e-2) - [P' < 0 and bit 31 of lo(P') clear]` (the borrow of the `2^31`),
+/// shifted right by `e - 1`. Any other channel takes the literal definition.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelRequant {
+    bias: i32,
+    multiplier: i32,
+    shift: i8,
+    /// `2^(e-2)`, added to the high word.
+    round: i32,
+    /// `e - 1`, the shift of the high word.
+    high_shift: u32,
+    /// Whether the folded expression applies (see the type's doc).
+    fast: bool,
+    zero_point: i32,
+    min: i32,
+    max: i32,
+}
+
+impl ChannelRequant {
+    /// The channel's bias, Q31 multiplier, shift, output zero point and clamp.
+    #[inline(always)]
+    pub fn new(bias: i32, multiplier: i32, shift: i8, zero_point: i8, min: i8, max: i8) -> Self {
+        let e = (-(shift as i32)).clamp(2, 31) as u32;
+        Self {
+            bias,
+            multiplier,
+            shift,
+            round: 1 << (e - 2),
+            high_shift: e - 1,
+            fast: shift <= -2 && multiplier != i32::MIN,
+            zero_point: zero_point as i32,
+            min: min as i32,
+            max: max as i32,
+        }
+    }
+
+    /// The channel's bias, for accumulators that start from it.
+    pub fn bias(&self) -> i32 {
+        self.bias
+    }
+
+    /// `requantize(acc + bias, ...)`, bit for bit.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32) -> i8 {
+        self.apply_sum(acc.wrapping_add(self.bias))
+    }
+
+    /// Requantizes `sum`, an accumulator that already includes the bias.
+    #[inline(always)]
+    fn apply_sum(&self, sum: i32) -> i8 {
+        let v = if self.fast {
+            let p = sum as i64 * self.multiplier as i64 + (1 << 30);
+            let (hi, lo) = ((p >> 32) as i32, p as i32);
+            let borrow = (hi >> 31) & !(lo >> 31);
+            hi.wrapping_add(self.round).wrapping_add(borrow) >> self.high_shift
+        } else {
+            multiply_by_quantized_multiplier(sum, self.multiplier, self.shift as i32)
+        };
+        (v + self.zero_point).clamp(self.min, self.max) as i8
+    }
+
+    /// `out[k · stride] = ` the requantized `sums[k]`, accumulators that already include the
+    /// bias: one channel's outputs across the pixels of an HWC tensor. Out of line, so that
+    /// the channel's constants stay in registers.
+    #[inline(never)]
+    pub fn apply_strided(&self, sums: &[i32], out: &mut [i8], stride: usize) {
+        let n = sums.len().min(out.len().div_ceil(stride.max(1)));
+        #[cfg(ember_thumb2)]
+        if self.fast && n > 0 && stride > 0 {
+            let out = &mut out[..(n - 1) * stride + 1];
+            // SAFETY: reads `n` words of `sums` and writes `n` bytes of `out` `stride` apart,
+            // the last at `(n - 1) · stride`, inside the slice taken above.
+            unsafe { self.fast_strided(sums.as_ptr(), out.as_mut_ptr(), stride, n) };
+            return;
+        }
+        for (&s, o) in sums[..n].iter().zip(out.iter_mut().step_by(stride)) {
+            *o = self.apply_sum(s);
+        }
+    }
+
+    /// The fast expression of [`apply_sum`](Self::apply_sum) over `n > 0` sums, in Thumb-2
+    /// assembly with every constant in a register (19 instructions per output).
+    ///
+    /// # Safety
+    /// `sums` must be readable for `n` words and `out` writable at `k · stride` for `k < n`.
+    #[cfg(ember_thumb2)]
+    #[inline(always)]
+    unsafe fn fast_strided(&self, sums: *const i32, out: *mut i8, stride: usize, n: usize) {
+        // SAFETY: the caller's contract; the loop touches nothing else, and only the flags and
+        // the named registers.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {lo}, [{sums}], #4",
+                "smull {lo}, {hi}, {lo}, {m}",
+                "adds {lo}, {lo}, #0x40000000",
+                "adc {hi}, {hi}, #0",
+                // hi(S) = hi(P') + 2^(e-2) - [P' < 0 and bit 31 of lo(P') clear]
+                "bic {lo}, {hi}, {lo}",
+                "add {hi}, {hi}, {round}",
+                "add {hi}, {hi}, {lo}, asr #31",
+                "asr {hi}, {hi}, {shift}",
+                "add {hi}, {hi}, {zp}",
+                "cmp {hi}, {min}",
+                "it lt",
+                "movlt {hi}, {min}",
+                "cmp {hi}, {max}",
+                "it gt",
+                "movgt {hi}, {max}",
+                "strb {hi}, [{out}]",
+                "add {out}, {out}, {stride}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                sums = inout(reg) sums => _,
+                out = inout(reg) out => _,
+                n = inout(reg) n => _,
+                stride = in(reg) stride,
+                m = in(reg) self.multiplier,
+                round = in(reg) self.round,
+                shift = in(reg) self.high_shift,
+                zp = in(reg) self.zero_point,
+                min = in(reg) self.min,
+                max = in(reg) self.max,
+                lo = out(reg) _,
+                hi = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
 }
 
 /// Splits a real multiplier into a Q31 multiplier and a power-of-two shift, as TFLite's
@@ -173,7 +322,8 @@ mod tests {
         };
         for _ in 0..200_000 {
             let acc = next() as i32;
-            let m = (next() | 0x4000_0000) as i32 & i32::MAX;
+            // Every multiplier, negative ones included, though the quantizer makes none.
+            let m = next() as i32;
             let shift = (next() % 39) as i32 - 31;
             assert_eq!(
                 multiply_by_quantized_multiplier(acc, m, shift),
@@ -181,6 +331,35 @@ mod tests {
                 "{acc} {m} {shift}"
             );
         }
+    }
+
+    #[test]
+    fn channel_requant_equals_the_definition() {
+        let mut x: u32 = 777;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for _ in 0..200_000 {
+            let (acc, bias, m) = (
+                next() as i32 >> (next() % 24),
+                next() as i32 >> 8,
+                next() as i32,
+            );
+            let shift = (next() % 40) as i8 - 32;
+            let (zp, a, b) = (next() as i8, next() as i8, next() as i8);
+            let (min, max) = (a.min(b), a.max(b));
+            let want = requantize(acc.wrapping_add(bias), m, shift, zp, min, max);
+            let got = ChannelRequant::new(bias, m, shift, zp, min, max).apply(acc);
+            assert_eq!(got, want, "{acc} {bias} {m} {shift} {zp} {min} {max}");
+        }
+        let edge = ChannelRequant::new(0, i32::MIN, 0, 0, -128, 127);
+        assert_eq!(
+            edge.apply(i32::MIN),
+            requantize(i32::MIN, i32::MIN, 0, 0, -128, 127)
+        );
     }
 
     #[test]

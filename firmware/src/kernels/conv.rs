@@ -1,0 +1,180 @@
+//! Convolution: im2col blocks of four output pixels, each filter one pass over a block.
+
+use super::im2col::Im2col;
+use super::{BLOCK, MAX_TAPS};
+use crate::model::Conv;
+use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
+
+/// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`.
+/// `block` holds `2 · BLOCK` words per group, laid out as [`Im2col::gather`] writes them.
+#[cfg(not(ember_dsp))]
+#[inline(always)]
+fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
+    for (w, pairs) in weights.chunks_exact(4).zip(block.chunks_exact(2 * BLOCK)) {
+        let (even, odd) = (sxtb16(word(w)), sxtb16_ror8(word(w)));
+        for (a, x) in acc.iter_mut().zip(pairs.chunks_exact(2)) {
+            *a = smlad(odd, x[1], smlad(even, x[0], *a));
+        }
+    }
+}
+
+/// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`: per
+/// group one weight load, two SXTB16, four LDRD and eight SMLAD, the accumulators in registers.
+#[cfg(ember_dsp)]
+#[inline(always)]
+fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
+    let groups = weights.len() / 4;
+    let block = &block[..groups * 2 * BLOCK];
+    if groups == 0 {
+        return;
+    }
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    // SAFETY: the loop reads `groups` words from `weights` (LDR allows the unaligned address on
+    // ARMv7E-M) and `groups · 8` words from `block`, both within the slices checked above; it
+    // writes only the named registers and the flags.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldr {w}, [{wp}], #4",
+            "sxtb16 {even}, {w}",
+            "sxtb16 {w}, {w}, ror #8",
+            "ldrd {x0}, {x1}, [{bp}], #8",
+            "smlad {a0}, {even}, {x0}, {a0}",
+            "smlad {a0}, {w}, {x1}, {a0}",
+            "ldrd {x0}, {x1}, [{bp}], #8",
+            "smlad {a1}, {even}, {x0}, {a1}",
+            "smlad {a1}, {w}, {x1}, {a1}",
+            "ldrd {x0}, {x1}, [{bp}], #8",
+            "smlad {a2}, {even}, {x0}, {a2}",
+            "smlad {a2}, {w}, {x1}, {a2}",
+            "ldrd {x0}, {x1}, [{bp}], #8",
+            "smlad {a3}, {even}, {x0}, {a3}",
+            "smlad {a3}, {w}, {x1}, {a3}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            wp = inout(reg) weights.as_ptr() => _,
+            bp = inout(reg) block.as_ptr() => _,
+            n = inout(reg) groups => _,
+            w = out(reg) _,
+            even = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            options(nostack, readonly),
+        );
+    }
+    *acc = [a0, a1, a2, a3];
+}
+
+/// The filter's last `len % 4` weights as a word, zero above them: the last four bytes
+/// shifted down when the filter is that long (one load), else gathered one by one.
+#[inline(always)]
+fn tail_word(filter: &[i8]) -> u32 {
+    let (len, rem) = (filter.len(), filter.len() % 4);
+    if len >= 4 {
+        word(&filter[len - 4..]) >> (8 * (4 - rem))
+    } else {
+        let mut tail = [0i8; 4];
+        tail[..len].copy_from_slice(filter);
+        word(&tail)
+    }
+}
+
+/// A filter split for [`dot_block`]: its whole groups of four weights, and the rest as the
+/// halfword pairs of a zero-padded word.
+struct Filter<'a> {
+    whole: &'a [i8],
+    tail: Option<(u32, u32)>,
+}
+
+impl<'a> Filter<'a> {
+    fn new(weights: &'a [i8]) -> Self {
+        let whole = weights.len() / 4 * 4;
+        let tail = (whole < weights.len()).then(|| {
+            let w = tail_word(weights);
+            (sxtb16(w), sxtb16_ror8(w))
+        });
+        Self {
+            whole: &weights[..whole],
+            tail,
+        }
+    }
+}
+
+/// `init + Σ w · x` of one filter against the `BLOCK` pixels of an im2col block.
+#[inline(always)]
+fn dot_block(filter: &Filter, block: &[u32], init: i32) -> [i32; BLOCK] {
+    let mut acc = [init; BLOCK];
+    mac_groups(filter.whole, block, &mut acc);
+    if let Some((even, odd)) = filter.tail {
+        let at = filter.whole.len() / 4 * 2 * BLOCK;
+        for (a, x) in acc
+            .iter_mut()
+            .zip(block[at..at + 2 * BLOCK].chunks_exact(2))
+        {
+            *a = smlad(odd, x[1], smlad(even, x[0], *a));
+        }
+    }
+    acc
+}
+
+/// Words of im2col data gathered at a time: one block of the largest kernel, or many blocks
+/// of a small one.
+const TILE_WORDS: usize = MAX_TAPS / 2 * BLOCK;
+/// Most output pixels in a tile (their accumulators live on the stack).
+const TILE_PIXELS: usize = 256;
+
+/// 2-D convolution, weights `[out_c][kh][kw][in_c]`, zero padding (the input zero point).
+///
+/// Output pixels are gathered (im2col) a tile at a time, four pixels to a block; then each
+/// filter passes over every block of the tile, and its outputs are requantized in one tight
+/// loop. A short last block repeats its last pixel.
+pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
+    let geometry = Im2col::new(layer);
+    let block_words = geometry.groups * 2 * BLOCK;
+    let tile_pixels = (TILE_WORDS / block_words * BLOCK).min(TILE_PIXELS);
+    let oc = layer.output.c as usize;
+    let pixels = layer.output.h as usize * layer.output.w as usize;
+    let mut tile = [0u32; TILE_WORDS];
+    let mut scratch = [layer.input_zero_point; MAX_TAPS];
+    let scratch = &mut scratch[..geometry.groups * 4];
+    for first in (0..pixels).step_by(tile_pixels) {
+        let count = tile_pixels.min(pixels - first);
+        let blocks = count.div_ceil(BLOCK);
+        for (b, block) in tile.chunks_exact_mut(block_words).take(blocks).enumerate() {
+            for slot in 0..BLOCK {
+                let pixel = (b * BLOCK + slot).min(count - 1);
+                geometry.gather(input, first + pixel, scratch, block, slot);
+            }
+        }
+        filters_over_tile(
+            layer,
+            &tile[..blocks * block_words],
+            &mut output[first * oc..(first + count) * oc],
+        );
+    }
+}
+
+/// Runs every filter over a tile of im2col blocks and writes the requantized outputs of its
+/// pixels (`out`, HWC). Out of line, so that the register allocator sees only this loop.
+#[inline(never)]
+fn filters_over_tile(layer: &Conv, tile: &[u32], out: &mut [i8]) {
+    let oc = layer.output.c as usize;
+    let taps = layer.weights.len() / oc;
+    let block_words = taps.div_ceil(4) * 2 * BLOCK;
+    let pixels = out.len() / oc;
+    let mut accs = [0i32; TILE_PIXELS + BLOCK];
+    for (c, weights) in layer.weights.chunks_exact(taps).enumerate() {
+        let (filter, requant) = (Filter::new(weights), layer.channel(c));
+        for (block, acc) in tile
+            .chunks_exact(block_words)
+            .zip(accs.chunks_exact_mut(BLOCK))
+        {
+            acc.copy_from_slice(&dot_block(&filter, block, requant.bias()));
+        }
+        requant.apply_strided(&accs[..pixels], &mut out[c..], oc);
+    }
+}
