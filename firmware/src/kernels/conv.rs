@@ -127,19 +127,42 @@ const TILE_WORDS: usize = MAX_TAPS / 2 * BLOCK;
 /// Most output pixels in a tile (their accumulators live on the stack).
 const TILE_PIXELS: usize = 256;
 
+/// Bytes of weights a convolution may copy to widen its kernel rows.
+const WIDE_WEIGHTS: usize = 1024;
+
 /// 2-D convolution, weights `[out_c][kh][kw][in_c]`, zero padding (the input zero point).
 ///
 /// Output pixels are gathered (im2col) a tile at a time, four pixels to a block; then each
 /// filter passes over every block of the tile, and its outputs are requantized in one tight
 /// loop. A short last block repeats its last pixel.
+///
+/// When a kernel row (`kw · in_c` taps) is not a whole number of words, as in a first layer
+/// on a grey or RGB image, the weights are copied with each row padded by zeros to a multiple
+/// of four (if they fit in `WIDE_WEIGHTS`): then every row of the receptive field is whole
+/// words read straight from the input.
 pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
-    let geometry = Im2col::new(layer);
+    let oc = layer.output.c as usize;
+    let (kh, seg) = (
+        layer.kernel.0 as usize,
+        layer.kernel.1 as usize * layer.input.c as usize,
+    );
+    let wide_row = seg.div_ceil(4) * 4;
+    let mut wide = [0i8; WIDE_WEIGHTS];
+    let (weights, row) = if seg % 4 != 0 && oc * kh * wide_row <= WIDE_WEIGHTS {
+        let rows = layer.weights.chunks_exact(seg);
+        for (dst, src) in wide.chunks_exact_mut(wide_row).zip(rows) {
+            dst[..seg].copy_from_slice(src);
+        }
+        (&wide[..oc * kh * wide_row], wide_row)
+    } else {
+        (layer.weights, seg)
+    };
+    let geometry = Im2col::new(layer, row);
     let block_words = geometry.groups * 2 * BLOCK;
     let tile_pixels = (TILE_WORDS / block_words * BLOCK).min(TILE_PIXELS);
-    let oc = layer.output.c as usize;
     let pixels = layer.output.h as usize * layer.output.w as usize;
     let mut tile = [0u32; TILE_WORDS];
-    let mut scratch = [layer.input_zero_point; MAX_TAPS];
+    let mut scratch = [0i16; MAX_TAPS + 3];
     let scratch = &mut scratch[..geometry.groups * 4];
     for first in (0..pixels).step_by(tile_pixels) {
         let count = tile_pixels.min(pixels - first);
@@ -152,6 +175,7 @@ pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
         }
         filters_over_tile(
             layer,
+            weights,
             &tile[..blocks * block_words],
             &mut output[first * oc..(first + count) * oc],
         );
@@ -161,14 +185,14 @@ pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
 /// Runs every filter over a tile of im2col blocks and writes the requantized outputs of its
 /// pixels (`out`, HWC). Out of line, so that the register allocator sees only this loop.
 #[inline(never)]
-fn filters_over_tile(layer: &Conv, tile: &[u32], out: &mut [i8]) {
+fn filters_over_tile(layer: &Conv, weights: &[i8], tile: &[u32], out: &mut [i8]) {
     let oc = layer.output.c as usize;
-    let taps = layer.weights.len() / oc;
+    let taps = weights.len() / oc;
     let block_words = taps.div_ceil(4) * 2 * BLOCK;
     let pixels = out.len() / oc;
     let mut accs = [0i32; TILE_PIXELS + BLOCK];
-    for (c, weights) in layer.weights.chunks_exact(taps).enumerate() {
-        let (filter, requant) = (Filter::new(weights), layer.channel(c));
+    for (c, filter) in weights.chunks_exact(taps).enumerate() {
+        let (filter, requant) = (Filter::new(filter), layer.channel(c));
         for (block, acc) in tile
             .chunks_exact(block_words)
             .zip(accs.chunks_exact_mut(BLOCK))

@@ -5,6 +5,95 @@ use super::BLOCK;
 use crate::model::Conv;
 use crate::simd::{pack16, sadd16, sxtb16, sxtb16_ror8, word};
 
+/// One pixel's slot in an im2col block, filled a group (two words) at a time.
+struct Column<'a> {
+    block: &'a mut [u32],
+    /// Index of the next group's first word for this slot.
+    at: usize,
+    /// `-zero_point` in both halfwords.
+    offset: u32,
+}
+
+impl Column<'_> {
+    /// Input bytes, a whole number of words, offset and split as SXTB16 splits weights.
+    #[inline(always)]
+    fn put_all(&mut self, bytes: &[i8]) {
+        let words = bytes.len() / 4;
+        let end = self.at + 2 * BLOCK * words;
+        if words == 0 || end - 2 * BLOCK + 2 > self.block.len() {
+            return;
+        }
+        convert_words(
+            bytes,
+            &mut self.block[self.at..end - 2 * BLOCK + 2],
+            self.offset,
+        );
+        self.at = end;
+    }
+
+    /// Four taps of padding.
+    #[inline(always)]
+    fn zero(&mut self) {
+        self.write(0, 0);
+    }
+
+    #[inline(always)]
+    fn write(&mut self, even: u32, odd: u32) {
+        if let Some(pair) = self.block.get_mut(self.at..self.at + 2) {
+            pair[0] = even;
+            pair[1] = odd;
+        }
+        self.at += 2 * BLOCK;
+    }
+}
+
+/// Converts each word of `bytes` to the offset halfword pairs `(b0, b2)`, `(b1, b3)` and
+/// stores them at `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block.
+#[cfg(not(ember_dsp))]
+#[inline(always)]
+fn convert_words(bytes: &[i8], dst: &mut [u32], offset: u32) {
+    for (four, pair) in bytes.chunks_exact(4).zip(dst.chunks_mut(2 * BLOCK)) {
+        let x = word(four);
+        pair[0] = sadd16(sxtb16(x), offset);
+        pair[1] = sadd16(sxtb16_ror8(x), offset);
+    }
+}
+
+/// Converts each word of `bytes` to the offset halfword pairs `(b0, b2)`, `(b1, b3)` and
+/// stores them at `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block. Nine
+/// instructions a word.
+#[cfg(ember_dsp)]
+#[inline(always)]
+fn convert_words(bytes: &[i8], dst: &mut [u32], offset: u32) {
+    let words = bytes.len() / 4;
+    if words == 0 || dst.len() < 2 * BLOCK * (words - 1) + 2 {
+        return;
+    }
+    // SAFETY: reads `words` words of `bytes` (LDR takes the unaligned address on ARMv7E-M) and
+    // writes two words every `2 · BLOCK` of `dst`, the last pair ending within `dst` as checked
+    // above.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldr {x}, [{src}], #4",
+            "sxtb16 {even}, {x}",
+            "sxtb16 {x}, {x}, ror #8",
+            "sadd16 {even}, {even}, {offset}",
+            "sadd16 {x}, {x}, {offset}",
+            "strd {even}, {x}, [{dst}], #32",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            src = inout(reg) bytes.as_ptr() => _,
+            dst = inout(reg) dst.as_mut_ptr() => _,
+            n = inout(reg) words => _,
+            offset = in(reg) offset,
+            x = out(reg) _,
+            even = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
 /// What gathering needs of a convolution, worked out once per layer.
 pub(super) struct Im2col {
     kh: usize,
@@ -18,13 +107,17 @@ pub(super) struct Im2col {
     zero_point: i8,
     /// `-zero_point` in both halfwords.
     offset: u32,
+    /// Taps per kernel row in the column: `kw · ic`, or that rounded up to a multiple of four
+    /// when the weights were widened to match (see `conv`).
+    row: usize,
     /// Groups of four taps, the last zero-padded.
     pub(super) groups: usize,
 }
 
 impl Im2col {
-    /// The geometry of `layer`.
-    pub(super) fn new(layer: &Conv) -> Self {
+    /// The geometry of `layer`, its kernel rows `row` taps long (`kw · in_c`, or more when the
+    /// weights are widened with zeros).
+    pub(super) fn new(layer: &Conv, row: usize) -> Self {
         let (kh, kw, ic) = (
             layer.kernel.0 as usize,
             layer.kernel.1 as usize,
@@ -42,93 +135,108 @@ impl Im2col {
             padding: (layer.padding.0 as isize, layer.padding.1 as isize),
             zero_point: zp,
             offset: pack16(-(zp as i32), -(zp as i32)),
-            groups: (kh * kw * ic).div_ceil(4),
+            row,
+            groups: (kh * row).div_ceil(4),
         }
     }
 
     /// Gathers output pixel `pixel`'s receptive field as `x - zero_point` (padding becomes 0)
     /// into slot `slot` of `block`. The block holds, per group of four taps `t0 t1 t2 t3`, the
     /// words `(t0, t2)` and `(t1, t3)` of each of its `BLOCK` pixels in turn: the order SXTB16
-    /// splits a weight word into. `scratch` holds `4 · groups` int8 taps; its tail past the
-    /// taps must hold the zero point.
+    /// splits a weight word into. `scratch` holds `4 · groups` offset taps; its tail past the
+    /// taps must be zero.
     pub(super) fn gather(
         &self,
         input: &[i8],
         pixel: usize,
-        scratch: &mut [i8],
+        scratch: &mut [i16],
         block: &mut [u32],
         slot: usize,
     ) {
         let (oy, ox) = (pixel / self.out_w, pixel % self.out_w);
         let y0 = (oy * self.stride.0) as isize - self.padding.0;
         let x0 = (ox * self.stride.1) as isize - self.padding.1;
-        let seg = self.kw * self.ic;
-        let inside = y0 >= 0
-            && x0 >= 0
-            && y0 + self.kh as isize <= self.in_h
-            && x0 + self.kw as isize <= self.in_w;
-        let row_at = |ky: usize| ((y0 as usize + ky) * self.in_w as usize + x0 as usize) * self.ic;
-        if inside && seg % 4 == 0 {
-            // Rows are whole groups: convert straight from the input.
-            let rows =
-                (0..self.kh).flat_map(|ky| input[row_at(ky)..row_at(ky) + seg].chunks_exact(4));
-            for (group, four) in block.chunks_exact_mut(2 * BLOCK).zip(rows) {
-                self.store(group, slot, word(four));
-            }
+        // A widened row reads past the kernel's last tap (weights there are 0) but must stay
+        // inside the input row.
+        let inside_x =
+            x0 >= 0 && x0 * self.ic as isize + self.row as isize <= self.in_w * self.ic as isize;
+        if self.row % 4 == 0 && (inside_x || self.ic % 4 == 0) {
+            self.gather_words(input, y0, x0, inside_x, block, slot);
             return;
         }
-        if inside {
-            for (ky, row) in scratch.chunks_exact_mut(seg).take(self.kh).enumerate() {
-                copy_short(row, &input[row_at(ky)..row_at(ky) + seg]);
-            }
-        } else {
-            self.gather_padded(input, y0, x0, scratch);
-        }
-        for (group, four) in block
+        self.gather_taps(input, y0, x0, scratch);
+        for (group, t) in block
             .chunks_exact_mut(2 * BLOCK)
             .zip(scratch.chunks_exact(4))
         {
-            self.store(group, slot, word(four));
+            let pair = &mut group[2 * slot..2 * slot + 2];
+            pair[0] = pack16(t[0] as i32, t[2] as i32);
+            pair[1] = pack16(t[1] as i32, t[3] as i32);
         }
     }
 
-    /// Writes four taps, offset and split as SXTB16 splits weights, into `slot` of `group`.
-    #[inline(always)]
-    fn store(&self, group: &mut [u32], slot: usize, x: u32) {
-        let pair = &mut group[2 * slot..2 * slot + 2];
-        pair[0] = sadd16(sxtb16(x), self.offset);
-        pair[1] = sadd16(sxtb16_ror8(x), self.offset);
+    /// The window at `(y0, x0)` a word (four taps) at a time: whole rows when the window is
+    /// inside horizontally, else pixel by pixel (`ic` a multiple of four), padding as zeros.
+    fn gather_words(
+        &self,
+        input: &[i8],
+        y0: isize,
+        x0: isize,
+        inside_x: bool,
+        block: &mut [u32],
+        slot: usize,
+    ) {
+        let mut column = Column {
+            block,
+            at: 2 * slot,
+            offset: self.offset,
+        };
+        let ic = self.ic as isize;
+        for ky in 0..self.kh as isize {
+            let iy = y0 + ky;
+            let row_at = (iy * self.in_w + x0) * ic;
+            if iy < 0 || iy >= self.in_h {
+                (0..self.row / 4).for_each(|_| column.zero());
+            } else if inside_x {
+                let row = &input[row_at as usize..row_at as usize + self.row];
+                column.put_all(row);
+            } else {
+                for kx in 0..self.kw as isize {
+                    let (ix, at) = (x0 + kx, (row_at + kx * ic) as usize);
+                    if ix >= 0 && ix < self.in_w {
+                        let px = &input[at..at + self.ic];
+                        column.put_all(px);
+                    } else {
+                        (0..self.ic / 4).for_each(|_| column.zero());
+                    }
+                }
+            }
+        }
     }
 
-    /// The taps of a window that overlaps the padding, the padding as the zero point.
-    fn gather_padded(&self, input: &[i8], y0: isize, x0: isize, scratch: &mut [i8]) {
-        let (kw, ic) = (self.kw, self.ic);
+    /// The taps of the window at `(y0, x0)` into `scratch`, offset by the zero point, with 0
+    /// where the window hangs over the padding. One select per tap, rather than copies and
+    /// fills, which would compile to `memcpy`/`memset` calls costlier than these few bytes.
+    fn gather_taps(&self, input: &[i8], y0: isize, x0: isize, scratch: &mut [i16]) {
+        let (kw, ic, zp) = (self.kw, self.ic, self.zero_point as i16);
         let kx_start = (-x0).clamp(0, kw as isize) as usize;
         let kx_end = (self.in_w - x0).clamp(kx_start as isize, kw as isize) as usize;
-        for (ky, row) in scratch.chunks_exact_mut(kw * ic).take(self.kh).enumerate() {
+        for (ky, row) in scratch.chunks_exact_mut(self.row).take(self.kh).enumerate() {
             let iy = y0 + ky as isize;
-            if iy < 0 || iy >= self.in_h || kx_start == kx_end {
-                row.fill(self.zero_point);
-                continue;
+            let (lo, hi) = if iy < 0 || iy >= self.in_h {
+                (0, 0)
+            } else {
+                (kx_start * ic, kx_end * ic)
+            };
+            // The row's first tap sits at `base` in the input; taps before `lo` are padding.
+            let base = (iy * self.in_w + x0) * ic as isize;
+            for (k, t) in row.iter_mut().enumerate() {
+                *t = if k >= lo && k < hi {
+                    input[(base + k as isize) as usize] as i16 - zp
+                } else {
+                    0
+                };
             }
-            let at = (iy as usize * self.in_w as usize + (x0 + kx_start as isize) as usize) * ic;
-            let (left, rest) = row.split_at_mut(kx_start * ic);
-            let (inside, right) = rest.split_at_mut((kx_end - kx_start) * ic);
-            left.fill(self.zero_point);
-            copy_short(inside, &input[at..at + inside.len()]);
-            right.fill(self.zero_point);
-        }
-    }
-}
-
-/// `dst.copy_from_slice(src)` without a `memcpy` call for the few bytes of a kernel row.
-#[inline(always)]
-fn copy_short(dst: &mut [i8], src: &[i8]) {
-    if dst.len() > 16 {
-        dst.copy_from_slice(src);
-    } else {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s;
         }
     }
 }
