@@ -99,11 +99,15 @@ fn main() -> ! {
     let per = |ticks: u64| ticks * milli_per_tick as u64 / 1000 / n as u64;
     let _ = writeln!(out, "accuracy {correct}/{n}");
     for (i, name) in model::LAYER_NAMES.iter().enumerate().take(layers) {
-        let _ = writeln!(
-            out,
-            "layer {i} {name}: {} instructions",
-            per(layer_ticks[i])
-        );
+        if model::MODEL.fused(i) {
+            let _ = writeln!(out, "layer {i} {name}: fused into layer {}", i - 1);
+        } else {
+            let _ = writeln!(
+                out,
+                "layer {i} {name}: {} instructions",
+                per(layer_ticks[i])
+            );
+        }
     }
     let _ = writeln!(
         out,

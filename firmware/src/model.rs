@@ -190,6 +190,7 @@ impl Layer<'_> {
                 let oc = c.output.c as usize;
                 let taps = c.kernel.0 as usize * c.kernel.1 as usize * c.input.c as usize;
                 c.weights.len() == oc * taps
+                    && c.act_min <= c.act_max
                     && taps <= kernels::MAX_TAPS
                     && c.bias.len() == oc
                     && c.multiplier.len() == oc
@@ -199,6 +200,7 @@ impl Layer<'_> {
             }
             Layer::Pool(p) => {
                 p.input.c == p.output.c
+                    && p.act_min <= p.act_max
                     && p.stride.0 > 0
                     && p.stride.1 > 0
                     && fits(p.output.h, p.input.h, p.kernel.0, p.stride.0, p.padding.0)
@@ -207,6 +209,7 @@ impl Layer<'_> {
             Layer::FullyConnected(f) => {
                 let (i, o) = (f.inputs as usize, f.outputs as usize);
                 f.weights.len() == i * o
+                    && f.act_min <= f.act_max
                     && f.bias.len() == o
                     && f.multiplier.len() == o
                     && f.shift.len() == o
@@ -300,6 +303,18 @@ impl Model<'_> {
     pub fn macs(&self) -> usize {
         self.layers.iter().map(Layer::macs).sum()
     }
+
+    /// Whether layer `index` is a max pool that runs fused into the convolution before it
+    /// ([`kernels::fuses`]).
+    pub fn fused(&self, index: usize) -> bool {
+        match (
+            index.checked_sub(1).and_then(|i| self.layers.get(i)),
+            self.layers.get(index),
+        ) {
+            (Some(Layer::Conv(c)), Some(Layer::Pool(p))) => kernels::fuses(c, p),
+            _ => false,
+        }
+    }
 }
 
 /// Runs `model` on a 28×28 image (0 = background, 255 = ink) using `arena` for activations.
@@ -308,11 +323,24 @@ pub fn run(model: &Model, input: &[u8], arena: &mut [i8]) -> Result<Output, Erro
 }
 
 /// Like [`run`], calling `after_layer(index, output)` after each layer (for tracing and
-/// per-layer cost measurement on the device).
+/// per-layer cost measurement on the device). A convolution fused with the max pool after it
+/// ([`Model::fused`]) runs as one step: `after_layer` is then called for both layers, with the
+/// pool's output, the second call right after the first.
 pub fn run_with(
     model: &Model,
     input: &[u8],
     arena: &mut [i8],
+    after_layer: impl FnMut(usize, &[i8]),
+) -> Result<Output, Error> {
+    execute(model, input, arena, true, after_layer)
+}
+
+/// [`run_with`], with fusion of convolutions and pools on or off.
+fn execute(
+    model: &Model,
+    input: &[u8],
+    arena: &mut [i8],
+    fuse: bool,
     mut after_layer: impl FnMut(usize, &[i8]),
 ) -> Result<Output, Error> {
     model.validate()?;
@@ -327,11 +355,14 @@ pub fn run_with(
     for (q, &p) in arena.iter_mut().zip(input) {
         *q = (p as i32 + model.input_zero_point as i32).clamp(-128, 127) as i8;
     }
-    // Activations alternate between the arena's two ends, so a layer's input and output never
+    // Activations alternate between the arena's two ends, so a step's input and output never
     // overlap and the arena is only as large as the largest pair.
     let mut at_start = true;
-    for (index, layer) in model.layers.iter().enumerate() {
-        let (in_len, out_len) = (layer.input_len(), layer.output_len());
+    let mut index = 0;
+    while let Some(layer) = model.layers.get(index) {
+        let fused = fuse && model.fused(index + 1);
+        let last = if fused { index + 1 } else { index };
+        let (in_len, out_len) = (layer.input_len(), model.layers[last].output_len());
         let (input, output) = if at_start {
             let (lo, hi) = arena.split_at_mut(total - out_len);
             (&lo[..in_len], hi)
@@ -339,13 +370,19 @@ pub fn run_with(
             let (lo, hi) = arena.split_at_mut(total - in_len);
             (&hi[..], &mut lo[..out_len])
         };
-        match layer {
-            Layer::Conv(c) => kernels::conv(c, input, output),
-            Layer::Pool(p) => kernels::pool(p, input, output),
-            Layer::FullyConnected(f) => kernels::fully_connected(f, input, output),
+        match (layer, model.layers.get(index + 1)) {
+            (Layer::Conv(c), Some(Layer::Pool(p))) if fused => {
+                kernels::conv_max_pool(c, p, input, output)
+            }
+            (Layer::Conv(c), _) => kernels::conv(c, input, output),
+            (Layer::Pool(p), _) => kernels::pool(p, input, output),
+            (Layer::FullyConnected(f), _) => kernels::fully_connected(f, input, output),
         }
-        after_layer(index, output);
+        for i in index..=last {
+            after_layer(i, output);
+        }
         at_start = !at_start;
+        index = last + 1;
     }
     let logits_at = if at_start { 0 } else { total - 10 };
     let mut logits = [0i8; 10];

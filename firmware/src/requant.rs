@@ -90,6 +90,16 @@ impl ChannelRequant {
         }
     }
 
+    /// The same channel with its clamp narrowed to `[min, max]` as well (a later layer's
+    /// clamp, fused); the caller makes sure the two ranges overlap.
+    pub fn clamped(self, min: i8, max: i8) -> Self {
+        Self {
+            min: self.min.max(min as i32),
+            max: self.max.min(max as i32),
+            ..self
+        }
+    }
+
     /// The channel's bias, for accumulators that start from it.
     pub fn bias(&self) -> i32 {
         self.bias

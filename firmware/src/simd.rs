@@ -97,12 +97,14 @@ pub fn max8x4(a: u32, b: u32) -> u32 {
 }
 
 /// Signed halfword `i` (0 = low) of `x`.
+#[cfg(any(test, not(ember_dsp)))]
 #[inline(always)]
 fn half(x: u32, i: u32) -> i32 {
     (x >> (16 * i)) as u16 as i16 as i32
 }
 
 /// Signed byte `i` (0 = lowest) of `x`.
+#[cfg(any(test, not(ember_dsp)))]
 #[inline(always)]
 fn byte(x: u32, i: u32) -> i32 {
     (x >> (8 * i)) as u8 as i8 as i32

@@ -2,7 +2,7 @@
 
 use super::im2col::Im2col;
 use super::{BLOCK, MAX_TAPS};
-use crate::model::Conv;
+use crate::model::{Conv, Pool, PoolKind};
 use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`.
@@ -17,6 +17,10 @@ fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
         }
     }
 }
+
+// The assembly below is written for four pixels per block (its offsets and register count).
+#[cfg(ember_dsp)]
+const _: () = assert!(BLOCK == 4);
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`: per
 /// group one weight load, two SXTB16, four LDRD and eight SMLAD, the accumulators in registers.
@@ -141,6 +145,35 @@ const WIDE_WEIGHTS: usize = 1024;
 /// of four (if they fit in `WIDE_WEIGHTS`): then every row of the receptive field is whole
 /// words read straight from the input.
 pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
+    convolve(layer, None, input, output);
+}
+
+/// Whether `pool` right after `conv` can run fused into it ([`conv_max_pool`]): a 2×2 max
+/// pool of stride 2 without padding over the convolution's output, clamps that overlap, and
+/// no negative multiplier. Requantization is then monotonic, so the maximum of four
+/// requantized outputs is the requantized maximum of their accumulators, bit for bit.
+pub fn fuses(conv: &Conv, pool: &Pool) -> bool {
+    pool.kind == PoolKind::Max
+        && pool.kernel == (2, 2)
+        && pool.stride == (2, 2)
+        && pool.padding == (0, 0)
+        && pool.input == conv.output
+        && pool.output.h == conv.output.h / 2
+        && pool.output.w == conv.output.w / 2
+        && conv.act_max >= pool.act_min
+        && pool.act_max >= conv.act_min
+        && conv.multiplier.iter().all(|&m| m >= 0)
+}
+
+/// The convolution and the 2×2 max pool after it in one pass (see [`fuses`]): each block of
+/// four pixels is one pooling window, so each filter requantizes one value per window, and
+/// convolution outputs no window covers are never computed. `output` is the pool's.
+pub fn conv_max_pool(layer: &Conv, pool: &Pool, input: &[i8], output: &mut [i8]) {
+    convolve(layer, Some(pool), input, output);
+}
+
+/// [`conv`], or [`conv_max_pool`] when `pool` is given.
+fn convolve(layer: &Conv, pool: Option<&Pool>, input: &[i8], output: &mut [i8]) {
     let oc = layer.output.c as usize;
     let (kh, seg) = (
         layer.kernel.0 as usize,
@@ -160,45 +193,112 @@ pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
     let geometry = Im2col::new(layer, row);
     let block_words = geometry.groups * 2 * BLOCK;
     let tile_pixels = (TILE_WORDS / block_words * BLOCK).min(TILE_PIXELS);
-    let pixels = layer.output.h as usize * layer.output.w as usize;
+    let order = PixelOrder::new(layer, pool);
     let mut tile = [0u32; TILE_WORDS];
     let mut scratch = [0i16; MAX_TAPS + 3];
     let scratch = &mut scratch[..geometry.groups * 4];
-    for first in (0..pixels).step_by(tile_pixels) {
-        let count = tile_pixels.min(pixels - first);
+    for first in (0..order.pixels).step_by(tile_pixels) {
+        let count = tile_pixels.min(order.pixels - first);
         let blocks = count.div_ceil(BLOCK);
         for (b, block) in tile.chunks_exact_mut(block_words).take(blocks).enumerate() {
             for slot in 0..BLOCK {
-                let pixel = (b * BLOCK + slot).min(count - 1);
-                geometry.gather(input, first + pixel, scratch, block, slot);
+                let pixel = order.pixel(first + (b * BLOCK + slot).min(count - 1));
+                geometry.gather(input, pixel, scratch, block, slot);
             }
         }
+        let outputs = match pool {
+            Some(_) => first / BLOCK..first / BLOCK + blocks,
+            None => first..first + count,
+        };
         filters_over_tile(
             layer,
             weights,
+            pool.map(|p| (p.act_min, p.act_max)),
             &tile[..blocks * block_words],
-            &mut output[first * oc..(first + count) * oc],
+            &mut output[outputs.start * oc..outputs.end * oc],
         );
     }
 }
 
+/// The order in which a convolution computes its output pixels: row by row, or, fused with a
+/// 2×2 pool, window by window (four pixels each, which make one block).
+struct PixelOrder {
+    /// Pixels to compute.
+    pixels: usize,
+    /// Columns of the convolution's output.
+    width: usize,
+    /// Columns of the pool's output, when fused.
+    windows_per_row: Option<usize>,
+}
+
+impl PixelOrder {
+    fn new(layer: &Conv, pool: Option<&Pool>) -> Self {
+        let width = layer.output.w as usize;
+        match pool {
+            Some(p) => Self {
+                pixels: p.output.h as usize * p.output.w as usize * BLOCK,
+                width,
+                windows_per_row: Some(p.output.w as usize),
+            },
+            None => Self {
+                pixels: layer.output.h as usize * width,
+                width,
+                windows_per_row: None,
+            },
+        }
+    }
+
+    /// Index in the convolution's output of the `v`-th pixel computed.
+    #[inline(always)]
+    fn pixel(&self, v: usize) -> usize {
+        match self.windows_per_row {
+            None => v,
+            Some(per_row) => {
+                let (window, k) = (v / BLOCK, v % BLOCK);
+                let (py, px) = (window / per_row, window % per_row);
+                (2 * py + k / 2) * self.width + 2 * px + k % 2
+            }
+        }
+    }
+}
+
 /// Runs every filter over a tile of im2col blocks and writes the requantized outputs of its
-/// pixels (`out`, HWC). Out of line, so that the register allocator sees only this loop.
+/// pixels (`out`, HWC): four per block, or, when fused with a max pool whose clamp is
+/// `pool_clamp`, the block's maximum. Out of line, so that the register allocator sees only
+/// this loop.
 #[inline(never)]
-fn filters_over_tile(layer: &Conv, weights: &[i8], tile: &[u32], out: &mut [i8]) {
+fn filters_over_tile(
+    layer: &Conv,
+    weights: &[i8],
+    pool_clamp: Option<(i8, i8)>,
+    tile: &[u32],
+    out: &mut [i8],
+) {
     let oc = layer.output.c as usize;
     let taps = weights.len() / oc;
     let block_words = taps.div_ceil(4) * 2 * BLOCK;
-    let pixels = out.len() / oc;
+    let outputs = out.len() / oc;
     let mut accs = [0i32; TILE_PIXELS + BLOCK];
     for (c, filter) in weights.chunks_exact(taps).enumerate() {
-        let (filter, requant) = (Filter::new(filter), layer.channel(c));
-        for (block, acc) in tile
-            .chunks_exact(block_words)
-            .zip(accs.chunks_exact_mut(BLOCK))
-        {
-            acc.copy_from_slice(&dot_block(&filter, block, requant.bias()));
+        let filter = Filter::new(filter);
+        let requant = match pool_clamp {
+            Some((min, max)) => layer.channel(c).clamped(min, max),
+            None => layer.channel(c),
+        };
+        let blocks = tile.chunks_exact(block_words);
+        match pool_clamp {
+            Some(_) => {
+                for (block, acc) in blocks.zip(accs.iter_mut()) {
+                    let four = dot_block(&filter, block, requant.bias());
+                    *acc = four[0].max(four[1]).max(four[2]).max(four[3]);
+                }
+            }
+            None => {
+                for (block, acc) in blocks.zip(accs.chunks_exact_mut(BLOCK)) {
+                    acc.copy_from_slice(&dot_block(&filter, block, requant.bias()));
+                }
+            }
         }
-        requant.apply_strided(&accs[..pixels], &mut out[c..], oc);
+        requant.apply_strided(&accs[..outputs], &mut out[c..], oc);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::BLOCK;
 use crate::model::Conv;
-use crate::simd::{pack16, sadd16, sxtb16, sxtb16_ror8, word};
+use crate::simd::pack16;
 
 /// One pixel's slot in an im2col block, filled a group (two words) at a time.
 struct Column<'a> {
@@ -52,12 +52,17 @@ impl Column<'_> {
 #[cfg(not(ember_dsp))]
 #[inline(always)]
 fn convert_words(bytes: &[i8], dst: &mut [u32], offset: u32) {
+    use crate::simd::{sadd16, sxtb16, sxtb16_ror8, word};
     for (four, pair) in bytes.chunks_exact(4).zip(dst.chunks_mut(2 * BLOCK)) {
         let x = word(four);
         pair[0] = sadd16(sxtb16(x), offset);
         pair[1] = sadd16(sxtb16_ror8(x), offset);
     }
 }
+
+// The assembly below is written for four pixels per block (its offsets and register count).
+#[cfg(ember_dsp)]
+const _: () = assert!(BLOCK == 4);
 
 /// Converts each word of `bytes` to the offset halfword pairs `(b0, b2)`, `(b1, b3)` and
 /// stores them at `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block. Nine
@@ -160,7 +165,7 @@ impl Im2col {
         // inside the input row.
         let inside_x =
             x0 >= 0 && x0 * self.ic as isize + self.row as isize <= self.in_w * self.ic as isize;
-        if self.row % 4 == 0 && (inside_x || self.ic % 4 == 0) {
+        if self.row.is_multiple_of(4) && (inside_x || self.ic.is_multiple_of(4)) {
             self.gather_words(input, y0, x0, inside_x, block, slot);
             return;
         }
