@@ -23,11 +23,8 @@ impl Column<'_> {
         if words == 0 || end - 2 * BLOCK + 2 > self.block.len() {
             return;
         }
-        convert_words(
-            bytes,
-            &mut self.block[self.at..end - 2 * BLOCK + 2],
-            self.offset,
-        );
+        let dst = &mut self.block[self.at..end - 2 * BLOCK + 2];
+        convert_rows(bytes, 1, words * 4, words * 4, dst, self.offset);
         self.at = end;
     }
 
@@ -47,13 +44,22 @@ impl Column<'_> {
     }
 }
 
-/// Converts each word of `bytes` to the offset halfword pairs `(b0, b2)`, `(b1, b3)` and
-/// stores them at `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block.
+/// Converts `rows` rows of `row_bytes` input bytes (a multiple of four), `stride` bytes apart
+/// in `src`, to the offset halfword pairs `(b0, b2)`, `(b1, b3)` of each word, stored at
+/// `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block.
 #[cfg(not(ember_dsp))]
 #[inline(always)]
-fn convert_words(bytes: &[i8], dst: &mut [u32], offset: u32) {
+fn convert_rows(
+    src: &[i8],
+    rows: usize,
+    row_bytes: usize,
+    stride: usize,
+    dst: &mut [u32],
+    offset: u32,
+) {
     use crate::simd::{sadd16, sxtb16, sxtb16_ror8, word};
-    for (four, pair) in bytes.chunks_exact(4).zip(dst.chunks_mut(2 * BLOCK)) {
+    let words = (0..rows).flat_map(|r| src[r * stride..r * stride + row_bytes].chunks_exact(4));
+    for (four, pair) in words.zip(dst.chunks_mut(2 * BLOCK)) {
         let x = word(four);
         pair[0] = sadd16(sxtb16(x), offset);
         pair[1] = sadd16(sxtb16_ror8(x), offset);
@@ -64,22 +70,37 @@ fn convert_words(bytes: &[i8], dst: &mut [u32], offset: u32) {
 #[cfg(ember_dsp)]
 const _: () = assert!(BLOCK == 4);
 
-/// Converts each word of `bytes` to the offset halfword pairs `(b0, b2)`, `(b1, b3)` and
-/// stores them at `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block. Nine
-/// instructions a word.
+/// Converts `rows` rows of `row_bytes` input bytes (a multiple of four), `stride` bytes apart
+/// in `src`, to the offset halfword pairs `(b0, b2)`, `(b1, b3)` of each word, stored at
+/// `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block. Eight instructions a
+/// word.
 #[cfg(ember_dsp)]
 #[inline(always)]
-fn convert_words(bytes: &[i8], dst: &mut [u32], offset: u32) {
-    let words = bytes.len() / 4;
-    if words == 0 || dst.len() < 2 * BLOCK * (words - 1) + 2 {
+fn convert_rows(
+    src: &[i8],
+    rows: usize,
+    row_bytes: usize,
+    stride: usize,
+    dst: &mut [u32],
+    offset: u32,
+) {
+    let words = row_bytes / 4;
+    if rows == 0
+        || words == 0
+        || stride < row_bytes
+        || src.len() < (rows - 1) * stride + words * 4
+        || dst.len() < 2 * BLOCK * (rows * words - 1) + 2
+    {
         return;
     }
-    // SAFETY: reads `words` words of `bytes` (LDR takes the unaligned address on ARMv7E-M) and
-    // writes two words every `2 · BLOCK` of `dst`, the last pair ending within `dst` as checked
-    // above.
+    // SAFETY: reads `rows` runs of `words` words from `src`, `stride` bytes apart (LDR takes
+    // an unaligned address on ARMv7E-M), and writes two words every `2 · BLOCK` of `dst`;
+    // both stay within the slices, as checked above.
     unsafe {
         core::arch::asm!(
             "2:",
+            "mov {n}, {words}",
+            "3:",
             "ldr {x}, [{src}], #4",
             "sxtb16 {even}, {x}",
             "sxtb16 {x}, {x}, ror #8",
@@ -87,11 +108,17 @@ fn convert_words(bytes: &[i8], dst: &mut [u32], offset: u32) {
             "sadd16 {x}, {x}, {offset}",
             "strd {even}, {x}, [{dst}], #32",
             "subs {n}, {n}, #1",
+            "bne 3b",
+            "add {src}, {src}, {skip}",
+            "subs {rows}, {rows}, #1",
             "bne 2b",
-            src = inout(reg) bytes.as_ptr() => _,
+            src = inout(reg) src.as_ptr() => _,
             dst = inout(reg) dst.as_mut_ptr() => _,
-            n = inout(reg) words => _,
+            rows = inout(reg) rows => _,
+            words = in(reg) words,
+            skip = in(reg) stride - words * 4,
             offset = in(reg) offset,
+            n = out(reg) _,
             x = out(reg) _,
             even = out(reg) _,
             options(nostack),
@@ -165,6 +192,15 @@ impl Im2col {
         // inside the input row.
         let inside_x =
             x0 >= 0 && x0 * self.ic as isize + self.row as isize <= self.in_w * self.ic as isize;
+        let inside_y = y0 >= 0 && y0 + self.kh as isize <= self.in_h;
+        if self.row.is_multiple_of(4) && inside_x && inside_y {
+            // The common case: whole rows straight from the input, in one pass.
+            let stride = self.in_w as usize * self.ic;
+            let start = y0 as usize * stride + x0 as usize * self.ic;
+            let (src, dst) = (&input[start..], &mut block[2 * slot..]);
+            convert_rows(src, self.kh, self.row, stride, dst, self.offset);
+            return;
+        }
         if self.row.is_multiple_of(4) && (inside_x || self.ic.is_multiple_of(4)) {
             self.gather_words(input, y0, x0, inside_x, block, slot);
             return;

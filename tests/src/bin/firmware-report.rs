@@ -34,6 +34,9 @@ fn report(board: Board) -> anyhow::Result<serde_json::Value> {
         .filter_map(|rest| {
             let (head, count) = rest.rsplit_once(": ")?;
             let name = head.split_once(' ')?.1;
+            if let Some(into) = count.strip_prefix("fused into layer ") {
+                return Some(json!({"layer": name, "fused_into": into.parse::<u64>().ok()?}));
+            }
             Some(json!({"layer": name, "instructions": count.split_whitespace().next()?.parse::<u64>().ok()?}))
         })
         .collect();
@@ -88,11 +91,11 @@ fn main() -> anyhow::Result<()> {
             v("instructions_per_inference") as f64 / macs as f64
         );
         for layer in r["layers"].as_array().into_iter().flatten() {
-            println!(
-                "    {:<28} {:>10} instructions",
-                layer["layer"].as_str().unwrap_or(""),
-                layer["instructions"]
-            );
+            let name = layer["layer"].as_str().unwrap_or("");
+            match layer["fused_into"].as_u64() {
+                Some(into) => println!("    {name:<28} fused into layer {into}"),
+                None => println!("    {name:<28} {:>10} instructions", layer["instructions"]),
+            }
         }
         firmware.insert(board.target.to_string(), r);
     }
