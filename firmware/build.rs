@@ -11,6 +11,7 @@ fn main() {
     println!("cargo:rerun-if-changed=boards");
     println!("cargo::rustc-check-cfg=cfg(ember_dsp)");
     println!("cargo::rustc-check-cfg=cfg(ember_thumb2)");
+    println!("cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\"))");
     // ARMv7-M and ARMv7E-M (Cortex-M3/M4/M7) share Thumb-2 with SMULL and BIC, which the
     // requantization loop uses.
     if target.starts_with("thumbv7m") || target.starts_with("thumbv7em") {
@@ -25,18 +26,22 @@ fn main() {
     }
     // The M3 board has 256 KiB of flash: 256 digits (196 KiB) fit beside the code and model.
     let (board, digits) = if target.starts_with("thumbv7em") {
-        ("stm32f405.x", 1000)
+        ("stm32f405", 1000)
     } else {
-        ("lm3s6965.x", 256)
+        ("lm3s6965", 256)
     };
+    println!("cargo:rustc-cfg=ember_board=\"{board}\"");
     // EMBER_DIGITS embeds fewer digits, for quick runs and instruction traces.
     println!("cargo:rerun-if-env-changed=EMBER_DIGITS");
     let digits = match std::env::var("EMBER_DIGITS") {
         Ok(v) => v.parse().expect("EMBER_DIGITS must be a count"),
         Err(_) => digits,
     };
-    std::fs::copy(manifest.join("boards").join(board), out.join("memory.x"))
-        .expect("copy memory.x");
+    std::fs::copy(
+        manifest.join("boards").join(format!("{board}.x")),
+        out.join("memory.x"),
+    )
+    .expect("copy memory.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     write_digits(

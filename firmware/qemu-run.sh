@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs a firmware ELF in QEMU with semihosting and a deterministic instruction clock.
 # Usage: qemu-run.sh MACHINE firmware.elf   (MACHINE: lm3s6965evb or netduinoplus2)
+# EMBER_SERIAL=stdio puts the board's first serial port on stdin/stdout (the inference
+# service); by default it is not connected and stdout carries semihosting only.
 set -euo pipefail
 machine=$1
 elf=$2
@@ -13,5 +15,5 @@ else
   qemu=qemu-system-arm
 fi
 exec "$qemu" -machine "$machine" -cpu "$( [ "$machine" = netduinoplus2 ] && echo cortex-m4 || echo cortex-m3 )" \
-  -nographic -monitor none -serial none -icount shift=0 \
+  -nographic -monitor none -serial "${EMBER_SERIAL:-none}" -icount shift=0 \
   -semihosting-config enable=on,target=native -kernel "$elf"

@@ -8,8 +8,11 @@
 //! kernel runs.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(target_os = "none")]
+pub mod board;
 pub mod kernels;
 pub mod model;
+pub mod protocol;
 pub mod requant;
 pub mod simd;
 

@@ -1,8 +1,10 @@
 //! Ember's desktop runtime: ONNX digit classifiers through tract — preprocessing of arbitrary
 //! pictures, classification, evaluation on MNIST and benchmarks.
 
+pub mod answers;
 pub mod bench;
 pub mod classifier;
+pub mod device;
 pub mod eval;
 pub mod inspect;
 pub mod preprocess;

@@ -2,12 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mnist::{Split, PIXELS};
-use runtime::classifier::{argmax, Classifier};
+use runtime::answers::{self, Answer};
+use runtime::classifier::Classifier;
+use runtime::device::Device;
 use runtime::{eval, inspect, preprocess, quantize};
 use serde_json::json;
 
@@ -43,6 +45,23 @@ enum Command {
         /// Write the 28×28 input the network saw to this PNG (one picture only).
         #[arg(long)]
         save_input: Option<PathBuf>,
+        /// Classify on a microcontroller running the inference service: `qemu` (Cortex-M4F),
+        /// `qemu:m3` or `qemu:m4` start it in QEMU; a path such as /dev/ttyACM0 is a board's
+        /// serial port.
+        #[arg(long)]
+        device: Option<String>,
+        /// Baud rate of a serial --device.
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// The inference service's ELF for --device qemu (default: the workspace's build).
+        #[arg(long)]
+        firmware: Option<PathBuf>,
+        /// Seconds to wait for each answer from --device.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Print the float (tract), host int8 and device answers side by side.
+        #[arg(long)]
+        compare: bool,
         /// Pictures, or folders of pictures.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -136,8 +155,29 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
             int8,
             save_input,
+            device,
+            baud,
+            firmware,
+            timeout,
+            compare,
             images,
-        } => classify(&model, json, int8, save_input.as_deref(), &images),
+        } => {
+            let device = match &device {
+                Some(spec) => Some(runtime::device::open(
+                    spec,
+                    baud,
+                    firmware.as_deref(),
+                    seconds(timeout)?,
+                )?),
+                None => None,
+            };
+            let how = How {
+                int8,
+                compare,
+                device,
+            };
+            classify(&model, json, how, save_input.as_deref(), &images)
+        }
         Command::Eval {
             model,
             data,
@@ -218,51 +258,49 @@ fn preprocess_all(files: &[PathBuf]) -> Vec<Result<[u8; PIXELS], preprocess::Pre
     })
 }
 
-/// Scores of every framed image: float through tract, or int8 through the firmware kernels
-/// (dequantized logits).
-fn score(
-    classifier: &Classifier,
+/// Which ways of running the network `classify` uses.
+struct How {
+    /// The answer printed is the host int8 one.
     int8: bool,
+    /// Print every way's answer side by side.
+    compare: bool,
+    /// The answer printed is this device's.
+    device: Option<Device>,
+}
+
+/// A `--timeout` in seconds as a duration.
+fn seconds(s: f64) -> anyhow::Result<Duration> {
+    if !(s.is_finite() && s > 0.0) {
+        anyhow::bail!("--timeout {s}: must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Every way's answers for the framed pictures: the one printed first, then (with --compare)
+/// the others, each with its name.
+fn all_answers(
+    classifier: &Classifier,
+    how: &mut How,
     images: &[&[u8; PIXELS]],
-) -> anyhow::Result<Vec<f32>> {
-    if images.is_empty() {
-        return Ok(Vec::new());
+) -> anyhow::Result<Vec<(&'static str, Vec<Answer>)>> {
+    let mut ways = Vec::new();
+    if let Some(device) = how.device.as_mut() {
+        answers::check_model(device, classifier)?;
+        ways.push(("device", answers::device(device, images)?));
     }
-    if int8 {
-        let q = quantize::quantize_mnist(
-            classifier,
-            Path::new("data/mnist"),
-            quantize::DEFAULT_CALIB_COUNT,
-            quantize::DEFAULT_CALIB_SEED,
-        )?;
-        let layers = q.firmware_layers();
-        let model = q.firmware_model(&layers);
-        let mut arena = vec![0i8; model.arena_bytes];
-        let mut scores = Vec::new();
-        for image in images {
-            let out = firmware::run(&model, &image[..], &mut arena)
-                .map_err(|e| anyhow::anyhow!("int8 model: {e:?}"))?;
-            scores.extend(out.scores);
-        }
-        return Ok(scores);
+    if how.int8 || how.compare {
+        ways.push(("host-int8", answers::host_int8(classifier, images)?));
     }
-    let pixels: Vec<u8> = images.iter().flat_map(|p| p.iter().copied()).collect();
-    classifier
-        .plan(images.len())?
-        .run(classifier.scale_pixels(&pixels))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: inference failed: {}",
-                classifier.path().display(),
-                runtime::classifier::one_line(&e)
-            )
-        })
+    if !(how.int8 || how.device.is_some()) || how.compare {
+        ways.push(("float", answers::float(classifier, images)?));
+    }
+    Ok(ways)
 }
 
 fn classify(
     model: &Path,
     json: bool,
-    int8: bool,
+    mut how: How,
     save_input: Option<&Path>,
     inputs: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
@@ -276,48 +314,37 @@ fn classify(
     }
     let framed = preprocess_all(&files);
     let ok: Vec<&[u8; PIXELS]> = framed.iter().filter_map(|r| r.as_ref().ok()).collect();
-    let scores = score(&classifier, int8, &ok)?;
+    let ways = all_answers(&classifier, &mut how, &ok)?;
+    if let (Some(device), false) = (&how.device, json) {
+        let i = &device.info;
+        println!(
+            "device {}: firmware {} ({}), model {}…",
+            device.name(),
+            i.firmware_version,
+            i.target,
+            &i.model_sha256.get(..16).unwrap_or("")
+        );
+    }
     let (mut failed, mut next, mut results) = (0, 0, Vec::new());
     for (file, result) in files.iter().zip(&framed) {
-        match result {
-            Ok(pixels) => {
-                let row = &scores[next * 10..next * 10 + 10];
-                let probs = if int8 {
-                    runtime::classifier::softmax(row)
-                } else {
-                    classifier.probabilities(row)
-                };
-                next += 1;
-                if let Some(out) = save_input {
-                    save_28x28(pixels, out)?;
-                }
-                let mut order: Vec<usize> = (0..10).collect();
-                order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-                let digit = argmax(&probs);
-                if !json {
-                    let top: Vec<String> = order[..3]
-                        .iter()
-                        .map(|&d| format!("{d} {:.1}%", 100.0 * probs[d]))
-                        .collect();
-                    println!(
-                        "{}: {digit} ({:.1}%)   top 3: {}",
-                        file.display(),
-                        100.0 * probs[digit],
-                        top.join(", ")
-                    );
-                }
-                let top3: Vec<_> = order[..3]
-                    .iter()
-                    .map(|&d| json!({"digit": d, "probability": probs[d]}))
-                    .collect();
-                results.push(json!({"file": file, "digit": digit, "probability": probs[digit], "top3": top3}));
-            }
+        let pixels = match result {
+            Ok(pixels) => pixels,
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {}: {e}", file.display());
                 results.push(json!({"file": file, "error": e.to_string()}));
+                continue;
             }
+        };
+        if let Some(out) = save_input {
+            save_28x28(pixels, out)?;
         }
+        let row: Vec<(&str, &Answer)> = ways.iter().map(|(name, a)| (*name, &a[next])).collect();
+        next += 1;
+        if !json {
+            println!("{}", answer_line(file, &row, how.compare));
+        }
+        results.push(answer_json(file, &row));
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -327,6 +354,81 @@ fn classify(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One picture's line: the first way's digit, confidence and top 3 (plus the device's
+/// instructions), or with --compare every way's digit side by side.
+fn answer_line(file: &Path, row: &[(&str, &Answer)], compare: bool) -> String {
+    let (_, first) = row[0];
+    let cost = |a: &Answer| {
+        a.instructions
+            .map(|n| format!("   {} instructions", thousands(n as u64)))
+            .unwrap_or_default()
+    };
+    if compare {
+        let cols: Vec<String> = row
+            .iter()
+            .map(|(name, a)| {
+                let p = 100.0 * a.probabilities[a.digit];
+                format!("{name} {} ({p:.1}%)", a.digit)
+            })
+            .collect();
+        let logits: Vec<&[i8; 10]> = row.iter().filter_map(|(_, a)| a.logits.as_ref()).collect();
+        let same = match logits.as_slice() {
+            [a, b] if a == b => "   int8 logits identical",
+            [_, _] => "   int8 logits DIFFER",
+            _ => "",
+        };
+        return format!(
+            "{}: {}{}{same}",
+            file.display(),
+            cols.join("   "),
+            cost(first)
+        );
+    }
+    let mut order: Vec<usize> = (0..10).collect();
+    order.sort_by(|&a, &b| first.probabilities[b].total_cmp(&first.probabilities[a]));
+    let top: Vec<String> = order[..3]
+        .iter()
+        .map(|&d| format!("{d} {:.1}%", 100.0 * first.probabilities[d]))
+        .collect();
+    format!(
+        "{}: {} ({:.1}%)   top 3: {}{}",
+        file.display(),
+        first.digit,
+        100.0 * first.probabilities[first.digit],
+        top.join(", "),
+        cost(first)
+    )
+}
+
+/// One picture's JSON: the first way's answer at the top level, every way under its name.
+fn answer_json(file: &Path, row: &[(&str, &Answer)]) -> serde_json::Value {
+    let (_, first) = row[0];
+    let mut order: Vec<usize> = (0..10).collect();
+    order.sort_by(|&a, &b| first.probabilities[b].total_cmp(&first.probabilities[a]));
+    let top3: Vec<_> = order[..3]
+        .iter()
+        .map(|&d| json!({"digit": d, "probability": first.probabilities[d]}))
+        .collect();
+    let mut v = json!({"file": file, "digit": first.digit, "probability": first.probabilities[first.digit], "top3": top3});
+    for (name, a) in row {
+        v[*name] = json!({"digit": a.digit, "probability": a.probabilities[a.digit], "logits": a.logits, "instructions": a.instructions});
+    }
+    v
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn save_28x28(pixels: &[u8; PIXELS], path: &Path) -> anyhow::Result<()> {

@@ -1,0 +1,163 @@
+//! The Ember firmware as a serial inference service: it waits on the board's first serial port
+//! for framed requests (see `firmware::protocol` and PROTOCOL.md), classifies each 28×28 image
+//! it is sent with the generated int8 model, and answers with the class, the ten logits and the
+//! instructions the inference took. A bad frame gets an error reply and the service goes on.
+//!
+//! `runtime classify --device qemu digit.png` starts it in QEMU with the serial port on a pipe;
+//! on a board, flash it and use `--device /dev/ttyACM0`. On the host this binary only explains
+//! that.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(target_os = "none")]
+mod service {
+    use cortex_m_rt::entry;
+    use firmware::board::{fail, Clock, Serial};
+    use firmware::protocol::{
+        encode, error_payload, Classification, Decoder, ErrorCode, Frame, Info, Kind, Refusal,
+        MAX_FRAME,
+    };
+
+    #[allow(dead_code)]
+    mod model {
+        include!("../../../models/mnist_cnn_int8.rs");
+    }
+
+    /// A frame left unfinished this long (in instructions, or cycles on a board) is refused as
+    /// truncated: 20 ms at 1 instruction per nanosecond, QEMU's `-icount shift=0`.
+    const IDLE_INSTRUCTIONS: u64 = 20_000_000;
+
+    /// The service's state: the port, the clock, the arena and a reply buffer.
+    struct Service {
+        serial: Serial,
+        clock: Clock,
+        arena: &'static mut [i8; model::ARENA_BYTES],
+        reply: [u8; MAX_FRAME],
+    }
+
+    impl Service {
+        fn send(&mut self, kind: Kind, seq: u8, payload: &[u8]) {
+            if let Some(n) = encode(kind, seq, payload, &mut self.reply) {
+                self.serial.write(&self.reply[..n]);
+            }
+        }
+
+        fn refuse(&mut self, r: Refusal) {
+            self.send(Kind::Error, r.seq, &error_payload(r.code, r.detail));
+        }
+
+        fn serve(&mut self, frame: Frame) {
+            let (seq, len) = (frame.seq, frame.payload.len());
+            match frame.kind {
+                Kind::Ping if len == 0 => self.info(seq),
+                Kind::Classify if len == model::MODEL.input.len() => {
+                    self.classify(seq, &frame.payload)
+                }
+                Kind::Ping | Kind::Classify => self.refuse(Refusal {
+                    code: ErrorCode::BadLength,
+                    seq,
+                    detail: len as u16,
+                }),
+                other => self.refuse(Refusal {
+                    code: ErrorCode::UnknownKind,
+                    seq,
+                    detail: other as u16,
+                }),
+            }
+        }
+
+        fn info(&mut self, seq: u8) {
+            let input = model::MODEL.input;
+            let info = Info {
+                model_sha256: model::ONNX_SHA256,
+                input: (input.h as u8, input.w as u8, input.c as u8),
+                classes: 10,
+                arena_bytes: model::ARENA_BYTES as u32,
+                macs: model::MACS as u32,
+                output_scale: model::MODEL.output_scale,
+                output_zero_point: model::MODEL.output_zero_point,
+                firmware_version: env!("CARGO_PKG_VERSION"),
+                target: if cfg!(ember_dsp) {
+                    "thumbv7em-none-eabihf"
+                } else {
+                    "thumbv7m-none-eabi"
+                },
+            };
+            let mut payload = [0u8; 160];
+            if let Some(n) = info.write(&mut payload) {
+                self.send(Kind::Info, seq, &payload[..n]);
+            }
+        }
+
+        fn classify(&mut self, seq: u8, image: &[u8]) {
+            let start = self.clock.now();
+            let result = firmware::run(&model::MODEL, image, &mut self.arena[..]);
+            let ticks = self.clock.now() - start;
+            match result {
+                Ok(out) => {
+                    let reply = Classification {
+                        class: out.class,
+                        logits: out.logits,
+                        instructions: self.clock.instructions(ticks).min(u32::MAX as u64) as u32,
+                    };
+                    self.send(Kind::Result, seq, &reply.to_bytes());
+                }
+                Err(_) => self.refuse(Refusal {
+                    code: ErrorCode::ModelError,
+                    seq,
+                    detail: 0,
+                }),
+            }
+        }
+    }
+
+    #[entry]
+    fn main() -> ! {
+        let Some(core) = cortex_m::Peripherals::take() else {
+            fail()
+        };
+        let (Some(serial), Some(arena)) = (
+            Serial::take(),
+            cortex_m::singleton!(: [i8; model::ARENA_BYTES] = [0; model::ARENA_BYTES]),
+        ) else {
+            fail()
+        };
+        let mut service = Service {
+            serial,
+            clock: Clock::start(core.SYST),
+            arena,
+            reply: [0; MAX_FRAME],
+        };
+        let idle = service.clock.ticks(IDLE_INSTRUCTIONS);
+        let mut decoder = Decoder::new();
+        let mut last_byte = service.clock.now();
+        loop {
+            let now = service.clock.now();
+            match service.serial.read() {
+                Some(byte) => {
+                    last_byte = now;
+                    match decoder.feed(byte) {
+                        Some(Ok(frame)) => service.serve(frame),
+                        Some(Err(refusal)) => service.refuse(refusal),
+                        None => {}
+                    }
+                }
+                None if now - last_byte > idle => {
+                    if let Some(refusal) = decoder.idle() {
+                        service.refuse(refusal);
+                    }
+                    last_byte = now;
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!(
+        "the inference service runs on a Cortex-M: runtime classify --device qemu digit.png starts it in QEMU"
+    );
+    std::process::exit(2);
+}

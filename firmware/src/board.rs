@@ -1,0 +1,219 @@
+//! What the firmware binaries need of the microcontroller: an instruction clock, the serial
+//! port, the stack's high-water mark, and fault handling. Built for the device only.
+//!
+//! Two boards: the Stellaris LM3S6965 (Cortex-M3; QEMU `lm3s6965evb`; UART0 is a PL011) and
+//! the STM32F405 (Cortex-M4F; QEMU `netduinoplus2`; USART1). `build.rs` picks one by target.
+
+use core::fmt::Write as _;
+
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::SYST;
+use cortex_m_semihosting::{debug, hio};
+
+const MAX_TICKS: u32 = 0x00ff_ffff;
+/// Iterations of the calibration loop; each is two instructions (`subs`, `bne`).
+const CALIBRATION_ITERATIONS: u32 = 1_000_000;
+
+/// SysTick as a clock of instructions. Under `qemu -icount shift=0` SysTick ticks at a fixed
+/// number of instructions; [`Clock::start`] measures that ratio with a loop of known length.
+/// On a real board the same figure is in cycles, which is what a user of the board wants.
+pub struct Clock {
+    /// Instructions per tick, in thousandths.
+    milli_per_tick: u32,
+    last: u32,
+    ticks: u64,
+}
+
+impl Clock {
+    /// Starts SysTick free-running from the core clock and calibrates it.
+    pub fn start(mut syst: SYST) -> Self {
+        syst.set_clock_source(SystClkSource::Core);
+        syst.set_reload(MAX_TICKS);
+        syst.clear_current();
+        syst.enable_counter();
+        let t = SYST::get_current();
+        count_down(CALIBRATION_ITERATIONS);
+        let ticks = (t.wrapping_sub(SYST::get_current()) & MAX_TICKS).max(1);
+        let milli_per_tick = (2 * CALIBRATION_ITERATIONS as u64 * 1000 / ticks as u64) as u32;
+        Self {
+            milli_per_tick,
+            last: SYST::get_current(),
+            ticks: 0,
+        }
+    }
+
+    /// Ticks since start. Call it at least once per SysTick period (2^24 ticks) so that no
+    /// wrap goes unseen.
+    pub fn now(&mut self) -> u64 {
+        let current = SYST::get_current();
+        self.ticks += (self.last.wrapping_sub(current) & MAX_TICKS) as u64;
+        self.last = current;
+        self.ticks
+    }
+
+    /// Ticks converted to instructions.
+    pub fn instructions(&self, ticks: u64) -> u64 {
+        ticks * self.milli_per_tick as u64 / 1000
+    }
+
+    /// Instructions converted to ticks.
+    pub fn ticks(&self, instructions: u64) -> u64 {
+        instructions * 1000 / self.milli_per_tick.max(1) as u64
+    }
+}
+
+/// Executes exactly `2 · iterations` instructions. Our own loop rather than
+/// `cortex_m::asm::delay`, whose iterations per requested cycle are an implementation detail
+/// (0.7.10 runs `cycles + 1` of them, so calibrating against it once halved every figure).
+fn count_down(iterations: u32) {
+    // SAFETY: a register-only countdown loop; it touches no memory and only the flags.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "subs {n}, #1",
+            "bne 2b",
+            n = inout(reg) iterations.max(1) => _,
+            options(nomem, nostack),
+        );
+    }
+}
+
+/// The board's first serial port, polled.
+pub struct Serial(());
+
+#[cfg(ember_board = "lm3s6965")]
+mod uart {
+    //! UART0 of the LM3S6965, an ARM PL011.
+    pub const BASE: usize = 0x4000_C000;
+    const DR: usize = 0x000;
+    const FR: usize = 0x018;
+    const CR: usize = 0x030;
+    const FR_RXFE: u32 = 1 << 4;
+    const FR_TXFF: u32 = 1 << 5;
+
+    pub fn init() {
+        // UART enable, transmit enable, receive enable.
+        super::write_reg(BASE + CR, (1 << 0) | (1 << 8) | (1 << 9));
+    }
+
+    pub fn read() -> Option<u8> {
+        (super::read_reg(BASE + FR) & FR_RXFE == 0).then(|| super::read_reg(BASE + DR) as u8)
+    }
+
+    pub fn write(byte: u8) {
+        while super::read_reg(BASE + FR) & FR_TXFF != 0 {}
+        super::write_reg(BASE + DR, byte as u32);
+    }
+}
+
+#[cfg(ember_board = "stm32f405")]
+mod uart {
+    //! USART1 of the STM32F405.
+    pub const BASE: usize = 0x4001_1000;
+    const SR: usize = 0x00;
+    const DR: usize = 0x04;
+    const CR1: usize = 0x0C;
+    const SR_RXNE: u32 = 1 << 5;
+    const SR_TXE: u32 = 1 << 7;
+    const RCC_APB2ENR: usize = 0x4002_3844;
+
+    pub fn init() {
+        // Clock the USART (APB2ENR.USART1EN), then enable it with its receiver and
+        // transmitter. A real board would also set the baud rate divisor (BRR) and the pins'
+        // alternate function; QEMU needs neither.
+        super::write_reg(RCC_APB2ENR, super::read_reg(RCC_APB2ENR) | (1 << 4));
+        super::write_reg(BASE + CR1, (1 << 13) | (1 << 3) | (1 << 2));
+    }
+
+    pub fn read() -> Option<u8> {
+        (super::read_reg(BASE + SR) & SR_RXNE != 0).then(|| super::read_reg(BASE + DR) as u8)
+    }
+
+    pub fn write(byte: u8) {
+        while super::read_reg(BASE + SR) & SR_TXE == 0 {}
+        super::write_reg(BASE + DR, byte as u32);
+    }
+}
+
+fn read_reg(addr: usize) -> u32 {
+    // SAFETY: only called with the memory-mapped register addresses above, which are valid,
+    // aligned device memory on this board; volatile because the hardware changes them.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+fn write_reg(addr: usize, value: u32) {
+    // SAFETY: as for `read_reg`.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+}
+
+impl Serial {
+    /// Enables the port. One `Serial` per program (it owns the registers).
+    pub fn take() -> Option<Self> {
+        static mut TAKEN: bool = false;
+        cortex_m::interrupt::free(|_| {
+            // SAFETY: TAKEN is only touched here, inside a critical section.
+            let taken = unsafe { &mut *core::ptr::addr_of_mut!(TAKEN) };
+            if *taken {
+                return None;
+            }
+            *taken = true;
+            uart::init();
+            Some(Serial(()))
+        })
+    }
+
+    /// The next received byte, if one is waiting.
+    pub fn read(&mut self) -> Option<u8> {
+        uart::read()
+    }
+
+    /// Sends `bytes`, waiting for room as needed.
+    pub fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| uart::write(b));
+    }
+}
+
+/// Bytes of stack ever used: the painted region (`paint-stack`) no longer holding the paint.
+pub fn stack_used() -> usize {
+    extern "C" {
+        static _stack_start: u32;
+        static _stack_end: u32;
+    }
+    let top = &raw const _stack_start as usize;
+    let bottom = &raw const _stack_end as usize;
+    let mut addr = bottom;
+    while addr < top {
+        // SAFETY: [_stack_end, _stack_start) is this program's stack region in RAM, word aligned
+        // (the linker script asserts it); reading it is always valid, and volatile because the
+        // compiler cannot know the stack's contents.
+        let word = unsafe { core::ptr::read_volatile(addr as *const u32) };
+        if word != cortex_m_rt::STACK_PAINT_VALUE {
+            break;
+        }
+        addr += 4;
+    }
+    top - addr
+}
+
+/// Ends the program with a failure status (QEMU exits 1; a debugger sees the semihosting call).
+pub fn fail() -> ! {
+    loop {
+        debug::exit(debug::EXIT_FAILURE);
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    if let Ok(mut out) = hio::hstderr() {
+        let _ = writeln!(out, "panic: {info}");
+    }
+    fail()
+}
+
+#[cortex_m_rt::exception]
+unsafe fn HardFault(_frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    if let Ok(mut out) = hio::hstderr() {
+        let _ = writeln!(out, "hard fault");
+    }
+    fail()
+}

@@ -1,0 +1,151 @@
+//! The byte pipe to a device: QEMU's serial port on a child process's stdin/stdout, or a
+//! serial port (a USB-serial adapter) on a real board. Reads happen on a thread, so every
+//! receive can time out instead of hanging on a dead device.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use super::qemu::Board;
+
+/// An open connection to a device.
+pub struct Link {
+    /// How the device is reached, for messages.
+    pub name: String,
+    writer: Box<dyn Write + Send>,
+    chunks: Receiver<Vec<u8>>,
+    pending: VecDeque<u8>,
+    child: Option<Child>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Link {
+    /// Starts `elf` in QEMU on `board` with the board's first serial port on stdin/stdout.
+    pub fn qemu(board: Board, elf: &Path) -> anyhow::Result<Self> {
+        let script = super::qemu::workspace().join("firmware/qemu-run.sh");
+        let mut child = Command::new("bash")
+            .arg(&script)
+            .arg(board.machine)
+            .arg(elf)
+            .env("EMBER_SERIAL", "stdio")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            bail!("QEMU started without its pipes");
+        };
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&errors);
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut buf = [0u8; 512];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                if let Ok(mut e) = sink.lock() {
+                    e.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Ok(Self {
+            name: format!("qemu:{} ({})", board.name, board.machine),
+            writer: Box::new(stdin),
+            chunks: spawn_reader(stdout),
+            pending: VecDeque::new(),
+            child: Some(child),
+            stderr: errors,
+        })
+    }
+
+    /// Opens the serial port at `path` (e.g. `/dev/ttyACM0`) raw, 8N1, at `baud`.
+    pub fn serial(path: &Path, baud: u32) -> anyhow::Result<Self> {
+        let file = super::serial::open(path, baud)?;
+        let reader = file
+            .try_clone()
+            .with_context(|| format!("{}: cannot open for reading", path.display()))?;
+        Ok(Self {
+            name: path.display().to_string(),
+            writer: Box::new(file),
+            chunks: spawn_reader(reader),
+            pending: VecDeque::new(),
+            child: None,
+            stderr: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Sends `bytes` to the device.
+    pub fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.writer
+            .write_all(bytes)
+            .and_then(|()| self.writer.flush())
+            .map_err(|e| self.gone(&e.to_string()))
+    }
+
+    /// The next byte from the device, or `None` if none came before `deadline`.
+    pub fn recv(&mut self, deadline: Instant) -> anyhow::Result<Option<u8>> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Ok(Some(b));
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.chunks.recv_timeout(wait) {
+                Ok(chunk) => self.pending.extend(chunk),
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(self.gone("the connection closed"));
+                }
+            }
+        }
+    }
+
+    /// An error saying the device went away, with what QEMU printed if it was QEMU.
+    fn gone(&mut self, why: &str) -> anyhow::Error {
+        let status = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .map(|s| format!(", {s}"))
+            .unwrap_or_default();
+        let stderr = self.stderr.lock().map(|e| e.clone()).unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&stderr);
+        let tail = stderr.trim().lines().last().unwrap_or("").to_string();
+        let tail = if tail.is_empty() {
+            String::new()
+        } else {
+            format!(": {tail}")
+        };
+        anyhow::anyhow!("{}: device gone ({why}{status}){tail}", self.name)
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Reads `source` on a thread, handing each chunk to the returned channel; the channel closes
+/// when the source ends or fails.
+fn spawn_reader(mut source: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = source.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
