@@ -112,3 +112,72 @@ impl BenchReport {
         out
     }
 }
+
+/// Round trips to a device: one Classify request per image, answered before the next is sent.
+#[derive(Debug, Serialize)]
+pub struct DeviceReport {
+    /// How the device was reached.
+    pub device: String,
+    /// Requests timed.
+    pub requests: usize,
+    /// Round-trip latency percentiles, milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile, milliseconds.
+    pub p90_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+    /// Requests answered per second, one at a time.
+    pub requests_per_sec: f64,
+    /// Instructions per inference the device reported (median).
+    pub instructions: u32,
+}
+
+/// Times `requests` round trips on `images` (28×28 bytes each, cycled) after 10 warm-up ones.
+pub fn device(
+    device: &mut crate::device::Device,
+    images: &[u8],
+    requests: usize,
+) -> anyhow::Result<DeviceReport> {
+    let count = (images.len() / PIXELS).max(1);
+    let image = |i: usize| &images[(i % count) * PIXELS..(i % count + 1) * PIXELS];
+    for i in 0..10 {
+        device.classify(image(i))?;
+    }
+    let (mut latencies, mut instructions) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    for i in 0..requests.max(1) {
+        let t = Instant::now();
+        instructions.push(device.classify(image(i))?.instructions);
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    instructions.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    Ok(DeviceReport {
+        device: device.name().to_string(),
+        requests: latencies.len(),
+        p50_ms: pct(0.5),
+        p90_ms: pct(0.9),
+        p99_ms: pct(0.99),
+        requests_per_sec: latencies.len() as f64 / secs,
+        instructions: instructions[instructions.len() / 2],
+    })
+}
+
+impl DeviceReport {
+    /// Human-readable form.
+    pub fn text(&self) -> String {
+        format!(
+            "device {}, {} round trips: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, {:.1} requests/s, \
+             {} instructions per inference\n",
+            self.device,
+            self.requests,
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.requests_per_sec,
+            self.instructions
+        )
+    }
+}

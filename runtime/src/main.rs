@@ -98,6 +98,19 @@ enum Command {
         /// Folder holding the MNIST files (the inputs are real test digits).
         #[arg(long, default_value = "data/mnist")]
         data: PathBuf,
+        /// Time round trips to a device instead (`qemu`, `qemu:m3`, `qemu:m4` or a serial
+        /// port), one request at a time.
+        #[arg(long)]
+        device: Option<String>,
+        /// Round trips to time on --device.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Baud rate of a serial --device.
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// The inference service's ELF for --device qemu (default: the workspace's build).
+        #[arg(long)]
+        firmware: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -198,7 +211,33 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             batch,
             runs,
             data,
+            device: Some(spec),
+            requests,
+            baud,
+            firmware,
             json,
+        } => {
+            let classifier = Classifier::load(&model)?;
+            let mut device =
+                runtime::device::open(&spec, baud, firmware.as_deref(), Duration::from_secs(10))?;
+            answers::check_model(&device, &classifier)?;
+            let test = mnist::load(&data, Split::Test)?;
+            let report = runtime::bench::device(&mut device, test.pixels(), requests)?;
+            let _ = (batch, runs);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            model,
+            batch,
+            runs,
+            data,
+            json,
+            ..
         } => bench(&model, &batch, runs, &data, json),
         Command::Inspect { model, json } => {
             let report = inspect::inspect(&Classifier::load(&model)?);

@@ -1,10 +1,12 @@
 //! The committed model through the runtime: its accuracy matches the model card, real digits
 //! survive the trip through picture files, and tract agrees with burn.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
+use image::{DynamicImage, GrayImage, ImageFormat};
+mod common;
+
+use common::{encode, redrawn};
 use mnist::{Dataset, Split, PIXELS};
 use runtime::classifier::{argmax, Classifier};
 use runtime::preprocess;
@@ -29,12 +31,6 @@ fn classify(c: &Classifier, framed: &[[u8; PIXELS]]) -> Vec<u8> {
         .run(c.scale_pixels(&pixels))
         .unwrap();
     scores.chunks(10).map(|row| argmax(row) as u8).collect()
-}
-
-fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    img.write_to(&mut Cursor::new(&mut bytes), format).unwrap();
-    bytes
 }
 
 #[test]
@@ -76,37 +72,6 @@ fn mnist_digits_as_png_classify_as_from_idx() {
         "agreement {agree}/{}",
         test.len()
     );
-}
-
-/// Digit `i` as a person might hand it over: dark ink on light paper, 5–10× larger, off-centre
-/// on a wider page, in colour, as JPEG.
-fn redrawn(test: &Dataset, i: usize) -> Vec<u8> {
-    let scale = 5 + (i % 6) as u32;
-    let digit = GrayImage::from_raw(28, 28, test.image(i).to_vec()).unwrap();
-    let big = image::imageops::resize(
-        &digit,
-        28 * scale,
-        28 * scale,
-        image::imageops::FilterType::Triangle,
-    );
-    let (w, h) = (28 * scale * 2, 28 * scale + 40);
-    let (ox, oy) = (
-        (i as u32 * 37) % (w - 28 * scale),
-        10 + (i as u32 * 13) % 30,
-    );
-    let page = RgbImage::from_fn(w, h, |x, y| {
-        let ink = if x >= ox && y >= oy && x < ox + 28 * scale && y < oy + 28 * scale {
-            big.get_pixel(x - ox, y - oy).0[0]
-        } else {
-            0
-        };
-        // Blue-black ink on cream paper.
-        let v = |paper: u8, pen: u8| {
-            (paper as u32 - (paper as u32 - pen as u32) * ink as u32 / 255) as u8
-        };
-        image::Rgb([v(245, 20), v(240, 30), v(225, 80)])
-    });
-    encode(DynamicImage::ImageRgb8(page), ImageFormat::Jpeg)
 }
 
 #[test]
