@@ -5,56 +5,18 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A Cortex-M target Ember supports and the QEMU machine that mirrors its chip.
-#[derive(Debug, Clone, Copy)]
-pub struct Board {
-    /// Rust target triple.
-    pub target: &'static str,
-    /// QEMU machine.
-    pub machine: &'static str,
-}
+pub use runtime::device::{Board, M3, M4F};
 
-/// Cortex-M3, TI LM3S6965.
-pub const M3: Board = Board {
-    target: "thumbv7m-none-eabi",
-    machine: "lm3s6965evb",
-};
-/// Cortex-M4F, ST STM32F405.
-pub const M4F: Board = Board {
-    target: "thumbv7em-none-eabihf",
-    machine: "netduinoplus2",
-};
-
-/// Builds the firmware for `board` (with `features`) into `target_dir`; returns the ELF path.
+/// Builds the demo firmware for `board` (with `features`) into `target_dir`; returns the ELF.
 pub fn build(board: Board, features: &str, target_dir: &Path) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root())
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "firmware",
-            "--release",
-            "--target",
-            board.target,
-        ])
-        .env("CARGO_TARGET_DIR", target_dir);
-    if !features.is_empty() {
-        cmd.args(["--features", features]);
-    }
-    let status = cmd.status().context("cannot start cargo")?;
-    if !status.success() {
-        bail!("building the firmware for {} failed", board.target);
-    }
-    Ok(target_dir.join(board.target).join("release/firmware"))
+    runtime::device::qemu::build(board, "firmware", features, target_dir)
 }
 
 /// What a QEMU run printed and how it ended.
