@@ -6,8 +6,22 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 dest="$here/target/qemu"
 [ -x "$dest/usr/bin/qemu-system-arm" ] && exit 0
 debs=$(mktemp -d)
-(cd "$debs" && apt-get download qemu-system-arm libfdt1 libcapstone4 libpmem1 librdmacm1 libibverbs1 \
-  libslirp0 libvdeplug2 libndctl6 libdaxctl1 libnl-3-200 libnl-route-3-200 2>/dev/null)
+packages="qemu-system-arm libfdt1 libcapstone4 libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2
+  libndctl6 libdaxctl1 libnl-3-200 libnl-route-3-200"
+# shellcheck disable=SC2086
+if ! (cd "$debs" && apt-get download $packages >/dev/null 2>&1); then
+  # A fresh machine may have empty package lists: refresh them once (as root) and try again.
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq >/dev/null
+  fi
+  # shellcheck disable=SC2086
+  (cd "$debs" && apt-get download $packages >/dev/null) || {
+    echo "install-qemu.sh: cannot download Debian's qemu-system-arm; install QEMU 7.2+ (qemu-system-arm) and put it on PATH" >&2
+    exit 1
+  }
+fi
 mkdir -p "$dest"
 for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$dest"; done
 rm -rf "$debs"
