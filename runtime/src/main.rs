@@ -133,9 +133,10 @@ enum Command {
         /// Seed of the calibration sample.
         #[arg(long, default_value_t = quantize::DEFAULT_CALIB_SEED)]
         seed: u64,
-        /// The Rust source to write.
-        #[arg(short, long, default_value = "models/mnist_cnn_int8.rs")]
-        output: PathBuf,
+        /// The Rust source to write [default: beside the model, NAME_int8.rs]. Only the
+        /// default also records the int8 figures in the model card beside the model.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -205,7 +206,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             output,
             json,
-        } => quantize_command(&model, &calib, calib_count, seed, &output, json),
+        } => quantize_command(&model, &calib, calib_count, seed, output.as_deref(), json),
         Command::Bench {
             model,
             batch,
@@ -494,7 +495,7 @@ fn evaluate(
         )?;
         quantize::simulate(&q, &test)
             .iter()
-            .map(|l| runtime::classifier::argmax_i8(l) as u8)
+            .map(|l| runtime::classifier::argmax(l) as u8)
             .collect()
     } else {
         eval::predict_all(&classifier, &test)?
@@ -578,9 +579,11 @@ fn quantize_command(
     calib: &Path,
     count: usize,
     seed: u64,
-    output: &Path,
+    output: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let beside_model = quantize::codegen::default_output(model);
+    let output = output.unwrap_or(&beside_model);
     let classifier = Classifier::load(model)?;
     let q = quantize::quantize_mnist(&classifier, calib, count, seed)?;
     let command = quantize::codegen::command_line(model, calib, count, seed, output);
@@ -630,7 +633,9 @@ fn quantize_command(
         "arena_bytes": fw.arena_bytes, "float_accuracy": cost.float_accuracy, "int8_accuracy": cost.int8_accuracy,
         "agreement": cost.agreement, "test_images": cost.images,
     });
-    update_card(model, &summary)?;
+    if output == beside_model {
+        update_card(model, &summary)?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(ExitCode::SUCCESS);
@@ -680,34 +685,14 @@ fn num(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
-/// Records the int8 figures in the model card beside the ONNX file, if there is one.
+/// Records the int8 figures in the model card beside the ONNX file, if there is one for it.
 fn update_card(model: &Path, summary: &serde_json::Value) -> anyhow::Result<()> {
     let path = model.with_extension("json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let sha = summary["onnx_sha256"].as_str().unwrap_or_default();
+    let Some(mut card) = card::ModelCard::read_for(&path, sha)? else {
         return Ok(());
     };
-    let mut card: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a JSON model card", path.display()))?;
-    if card.get("onnx_sha256") != summary.get("onnx_sha256") {
-        return Ok(()); // a card for another model
-    }
-    let keep = [
-        "output",
-        "calibration_images",
-        "seed",
-        "params",
-        "macs",
-        "weight_bytes",
-        "arena_bytes",
-        "float_accuracy",
-        "int8_accuracy",
-        "agreement",
-    ];
-    let int8: serde_json::Map<String, serde_json::Value> = keep
-        .iter()
-        .filter_map(|k| summary.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect();
-    card["int8"] = serde_json::Value::Object(int8);
-    std::fs::write(&path, serde_json::to_string_pretty(&card)? + "\n")
-        .with_context(|| format!("{}: cannot write", path.display()))
+    card.int8 = Some(serde_json::from_value(summary.clone())?);
+    card.write(&path)?;
+    Ok(())
 }

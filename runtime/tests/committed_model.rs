@@ -108,6 +108,7 @@ fn tract_logits_equal_burns_forward_pass() {
         batch_size: 32,
         lr: 2e-3,
         seed: 5,
+        augment: false,
     };
     let net = train::train(&config, &train_set, &test, |_, _| Ok(())).unwrap();
     let burn = train::logits(&net, &test, &train::device(0));

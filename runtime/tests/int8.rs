@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mnist::{Dataset, Split};
 use prost::Message;
-use runtime::classifier::{argmax_i8, Classifier};
+use runtime::classifier::{argmax, Classifier};
 use runtime::quantize::{self, codegen};
 use tract_onnx::pb::{self, ModelProto, NodeProto, TensorProto};
 
@@ -259,7 +259,7 @@ fn other_exporters_models_quantize_and_agree_with_tract() {
     );
     // And the int8 argmax matches the simulation's own classes.
     let sim = quantize::simulate(&q, &test.take(10));
-    assert!(sim.iter().all(|l| argmax_i8(l) < 10));
+    assert!(sim.iter().all(|l| argmax(l) < 10));
 }
 
 #[test]

@@ -12,6 +12,8 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+pub mod photos;
+
 pub use runtime::device::{Board, M3, M4F};
 
 /// Builds the demo firmware for `board` (with `features`) into `target_dir`; returns the ELF.

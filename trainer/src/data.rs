@@ -12,6 +12,24 @@ pub fn images(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(pixels, [idx.len(), 1, SIDE, SIDE]), device)
 }
 
+/// Images `idx` of `ds` like [`images`], each augmented afresh for `epoch` (see
+/// [`crate::augment`]); the same seed and epoch give the same pictures.
+pub fn augmented_images(
+    ds: &Dataset,
+    idx: &[usize],
+    seed: u64,
+    epoch: usize,
+    device: &Device,
+) -> Tensor<4> {
+    let mut pixels = Vec::with_capacity(idx.len() * PIXELS);
+    for &i in idx {
+        let image_seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((epoch as u64) << 40) ^ i as u64;
+        let image = crate::augment::augment(ds.image(i), image_seed);
+        pixels.extend(image.iter().map(|&p| p as f32 / 255.0));
+    }
+    Tensor::from_data(TensorData::new(pixels, [idx.len(), 1, SIDE, SIDE]), device)
+}
+
 /// Labels `idx` of `ds` as an int tensor `[N]`.
 pub fn labels(ds: &Dataset, idx: &[usize], device: &Device) -> Tensor<1, Int> {
     let labels: Vec<i64> = idx.iter().map(|&i| ds.label(i) as i64).collect();

@@ -8,7 +8,6 @@ use anyhow::Context;
 use burn::tensor::{Device, Tensor};
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use prost::Message;
-use sha2::{Digest, Sha256};
 use tract_onnx::pb::{ModelProto, StringStringEntryProto};
 
 use crate::model::{Arch, Net};
@@ -96,12 +95,4 @@ fn canonical_names(proto: &mut ModelProto) {
 /// Writes `bytes` to `path`, naming the path on failure.
 pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
-}
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -10,6 +10,7 @@ use trainer::model::Arch;
 use trainer::run::{load_checkpoint, save_checkpoint, RunRecord};
 use trainer::train::{self, EpochStats, TrainConfig};
 use trainer::{export, summary};
+use card::ModelCard;
 
 /// Train a digit classifier on MNIST with burn and export it as ONNX.
 ///
@@ -55,6 +56,10 @@ enum Command {
         /// Evaluate on only the first N test images.
         #[arg(long)]
         test_limit: Option<usize>,
+        /// Augment each training image afresh every epoch: shift ±2 px, rotation ±12°,
+        /// scale 0.9–1.1 and a thicker or thinner stroke, drawn from the seed.
+        #[arg(long)]
+        augment: bool,
     },
     /// Export a checkpoint as ONNX (input [N,1,28,28], pixels/255) and write its model card.
     Export {
@@ -126,6 +131,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             out,
             train_limit,
             test_limit,
+            augment,
         } => {
             let (e, b, l) = arch.defaults();
             let config = TrainConfig {
@@ -134,6 +140,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 batch_size: batch_size.unwrap_or(b).max(1),
                 lr: lr.unwrap_or(l),
                 seed,
+                augment,
             };
             let out = out.unwrap_or_else(|| Path::new("runs").join(arch.name()));
             train_command(&data, config, &out, train_limit, test_limit)
@@ -249,34 +256,39 @@ fn export_command(
     let accuracy = train::accuracy(&model, &test_set, &device);
     let bytes = export::onnx_bytes(&model, record.config.arch)?;
     export::write(output, &bytes)?;
-    let sha = export::sha256_hex(&bytes);
+    let sha = card::sha256_hex(&bytes);
     let arch = record.config.arch;
-    let fields = serde_json::json!({
-        "name": output.file_stem().map(|s| s.to_string_lossy().into_owned()),
-        "onnx": output.file_name().map(|s| s.to_string_lossy().into_owned()),
-        "onnx_sha256": sha,
-        "arch": arch.name(),
-        "layers": summary::rows(arch).iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-        "parameters": summary::total_params(arch),
-        "macs": summary::total_macs(arch),
-        "input": export::INPUT_CONVENTION,
-        "pixel_scale": export::PIXEL_SCALE,
-        "pixel_offset": export::PIXEL_OFFSET,
-        "training": {
-            "framework": "burn 0.22 (flex backend, CPU)",
-            "epochs": record.config.epochs,
-            "batch_size": record.config.batch_size,
-            "lr": record.config.lr,
-            "optimizer": "Adam, cosine decay to lr/20",
-            "seed": record.config.seed,
-            "train_images": record.train_images,
-            "seconds": (record.seconds() * 10.0).round() / 10.0,
-            "images_per_sec": record.images_per_sec().round(),
+    let file_name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
+    let old = ModelCard::read(card_path)?;
+    // The int8 and firmware figures describe one model: keep them only if it is this one.
+    let same_model = old.as_ref().filter(|c| c.onnx_sha256 == sha);
+    let card = ModelCard {
+        name: file_name(output.file_stem()).unwrap_or_default(),
+        onnx: file_name(output.file_name()).unwrap_or_default(),
+        onnx_sha256: sha.clone(),
+        arch: arch.name().to_string(),
+        layers: summary::rows(arch).iter().map(|r| r.name.clone()).collect(),
+        parameters: summary::total_params(arch) as u64,
+        macs: summary::total_macs(arch) as u64,
+        input: export::INPUT_CONVENTION.to_string(),
+        pixel_scale: export::PIXEL_SCALE as f64,
+        pixel_offset: export::PIXEL_OFFSET as f64,
+        training: card::Training {
+            framework: "burn 0.22 (flex backend, CPU)".to_string(),
+            epochs: record.config.epochs,
+            batch_size: record.config.batch_size,
+            lr: record.config.lr,
+            optimizer: "Adam, cosine decay to lr/20".to_string(),
+            seed: record.config.seed,
+            train_images: record.train_images,
+            augment: record.config.augment.then(|| trainer::augment::DESCRIPTION.to_string()),
         },
-        "test_accuracy": (accuracy * 1e4).round() / 1e4,
-        "test_images": test_set.len(),
-    });
-    update_card(card_path, fields)?;
+        test_accuracy: (accuracy * 1e4).round() / 1e4,
+        test_images: test_set.len() as u64,
+        int8: same_model.and_then(|c| c.int8.clone()),
+        firmware: same_model.map(|c| c.firmware.clone()).unwrap_or_default(),
+    };
+    card.write(card_path)?;
     println!(
         "wrote {} ({} bytes, sha256 {}), test accuracy {:.2}% on {} images; model card {}",
         output.display(),
@@ -287,24 +299,6 @@ fn export_command(
         card_path.display()
     );
     Ok(())
-}
-
-/// Sets `fields` in the JSON object at `path`, keeping keys other stages wrote there.
-fn update_card(path: &Path, fields: serde_json::Value) -> anyhow::Result<()> {
-    let mut card = match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a JSON model card", path.display()))?,
-        Err(_) => serde_json::json!({}),
-    };
-    if let (Some(card), Some(fields)) = (card.as_object_mut(), fields.as_object()) {
-        for (k, v) in fields {
-            card.insert(k.clone(), v.clone());
-        }
-    }
-    export::write(
-        path,
-        (serde_json::to_string_pretty(&card)? + "\n").as_bytes(),
-    )
 }
 
 fn show_command(data: &Path, count: usize, test: bool, output: &Path) -> anyhow::Result<()> {
@@ -345,6 +339,6 @@ fn predict_command(checkpoint: &Path, data: &Path, index: usize) -> anyhow::Resu
     let shown: Vec<String> = row.iter().map(|v| format!("{v:.3}")).collect();
     println!("test image {index}: label {}", test_set.label(index));
     println!("logits [{}]", shown.join(", "));
-    println!("predicted digit: {}", train::argmax(&row));
+    println!("predicted digit: {}", card::argmax(&row));
     Ok(())
 }

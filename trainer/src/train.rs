@@ -25,8 +25,11 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Peak learning rate; decays along a cosine to a twentieth of it.
     pub lr: f64,
-    /// Seed of weight initialization and data order.
+    /// Seed of weight initialization, data order and augmentation.
     pub seed: u64,
+    /// Augment every training image afresh each epoch (see [`crate::augment`]).
+    #[serde(default)]
+    pub augment: bool,
 }
 
 /// What one epoch measured.
@@ -82,7 +85,11 @@ pub fn train(
         let bar = progress_bar(epoch, cfg.epochs, order.len());
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
-            let x = data::images(train_set, batch, &ad);
+            let x = if cfg.augment {
+                data::augmented_images(train_set, batch, cfg.seed, epoch, &ad)
+            } else {
+                data::images(train_set, batch, &ad)
+            };
             let y = data::labels(train_set, batch, &ad);
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
@@ -151,21 +158,7 @@ pub fn accuracy(model: &Net, ds: &Dataset, device: &Device) -> f64 {
     let correct = scores
         .chunks(10)
         .zip(ds.labels())
-        .filter(|(row, &label)| argmax(row) == label as usize)
+        .filter(|(row, &label)| card::argmax(row) == label as usize)
         .count();
     correct as f64 / ds.len().max(1) as f64
-}
-
-/// Index of the largest score (the first, on ties).
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
 }

@@ -29,6 +29,7 @@ fn config(seed: u64) -> TrainConfig {
         batch_size: 16,
         lr: 4e-3,
         seed,
+        augment: false,
     }
 }
 
@@ -96,7 +97,7 @@ fn onnx_export_matches_burn_in_tract() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(max_diff <= 1e-4, "max |tract - burn| = {max_diff}");
-    let predictions = |l: &[f32]| l.chunks(10).map(train::argmax).collect::<Vec<_>>();
+    let predictions = |l: &[f32]| l.chunks(10).map(card::argmax).collect::<Vec<_>>();
     assert_eq!(predictions(&tract_logits), predictions(&burn_logits));
 }
 

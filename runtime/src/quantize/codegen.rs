@@ -18,6 +18,12 @@ pub struct Provenance<'a> {
     pub command: &'a str,
 }
 
+/// Where the int8 model of `model` goes by default: beside it, `NAME_int8.rs`.
+pub fn default_output(model: &std::path::Path) -> std::path::PathBuf {
+    let stem = model.file_stem().unwrap_or_default().to_string_lossy();
+    model.with_file_name(format!("{stem}_int8.rs"))
+}
+
 /// The command line that regenerates a file, as its header records it.
 pub fn command_line(
     model: &std::path::Path,

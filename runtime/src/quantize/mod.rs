@@ -591,7 +591,7 @@ pub fn cost(c: &Classifier, q: &QuantModel, ds: &Dataset) -> anyhow::Result<Cost
     let float = crate::eval::predict_all(c, ds)?;
     let int8: Vec<u8> = simulate(q, ds)
         .iter()
-        .map(|l| crate::classifier::argmax_i8(l) as u8)
+        .map(|l| crate::classifier::argmax(l) as u8)
         .collect();
     let n = ds.len().max(1) as f64;
     let hits = |p: &[u8]| p.iter().zip(ds.labels()).filter(|(a, b)| a == b).count() as f64 / n;

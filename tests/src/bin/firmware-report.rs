@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ember_tests::{build, digits, figure, root, run_qemu, sizes, Board, M3, M4F};
-use serde_json::json;
+use card::{Firmware, LayerCost, ModelCard};
 
-fn report(board: Board) -> anyhow::Result<serde_json::Value> {
+fn report(board: Board) -> anyhow::Result<Firmware> {
     let elf = build(board, "", &root().join("target"))?;
     let run = run_qemu(board, &elf, Duration::from_secs(300))?;
     if run.code != Some(0) {
@@ -27,17 +27,22 @@ fn report(board: Board) -> anyhow::Result<serde_json::Value> {
     let stack = figure(&run.stdout, "stack high-water ").context("no stack figure")?;
     let instructions =
         figure(&run.stdout, "instructions per inference ").context("no instruction count")?;
-    let layers: Vec<serde_json::Value> = run
+    let layers: Vec<LayerCost> = run
         .stdout
         .lines()
         .filter_map(|l| l.strip_prefix("layer "))
         .filter_map(|rest| {
             let (head, count) = rest.rsplit_once(": ")?;
             let name = head.split_once(' ')?.1;
-            if let Some(into) = count.strip_prefix("fused into layer ") {
-                return Some(json!({"layer": name, "fused_into": into.parse::<u64>().ok()?}));
-            }
-            Some(json!({"layer": name, "instructions": count.split_whitespace().next()?.parse::<u64>().ok()?}))
+            let (instructions, fused_into) = match count.strip_prefix("fused into layer ") {
+                Some(into) => (None, Some(into.parse().ok()?)),
+                None => (Some(count.split_whitespace().next()?.parse().ok()?), None),
+            };
+            Some(LayerCost {
+                layer: name.to_string(),
+                instructions,
+                fused_into,
+            })
         })
         .collect();
     let accuracy = run
@@ -46,20 +51,29 @@ fn report(board: Board) -> anyhow::Result<serde_json::Value> {
         .find_map(|l| l.strip_prefix("accuracy "))
         .unwrap_or("?")
         .to_string();
-    Ok(json!({
-        "target": board.target, "qemu_machine": board.machine,
-        "text": s.text, "rodata": s.rodata, "data": s.data, "bss": s.bss,
-        "embedded_digits": n, "digit_bytes": digit_bytes,
-        "flash_without_digits": s.text + s.rodata + s.data - digit_bytes,
-        "ram": s.data + s.bss + stack, "stack_high_water": stack,
-        "instructions_per_inference": instructions, "layers": layers, "accuracy_on_embedded_digits": accuracy,
-    }))
+    Ok(Firmware {
+        target: board.target.to_string(),
+        qemu_machine: board.machine.to_string(),
+        text: s.text,
+        rodata: s.rodata,
+        data: s.data,
+        bss: s.bss,
+        embedded_digits: n,
+        digit_bytes,
+        flash_without_digits: s.text + s.rodata + s.data - digit_bytes,
+        ram: s.data + s.bss + stack,
+        stack_high_water: stack,
+        instructions_per_inference: instructions,
+        layers,
+        accuracy_on_embedded_digits: accuracy,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
     let card_path = root().join("models/mnist_cnn.json");
-    let mut card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&card_path)?)?;
-    let macs = card["macs"].as_u64().unwrap_or(1);
+    let mut card = ModelCard::read(&card_path)?
+        .with_context(|| format!("{}: no model card (trainer export writes it)", card_path.display()))?;
+    let macs = card.macs.max(1);
     println!(
         "{:<22} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8}",
         "target",
@@ -73,34 +87,30 @@ fn main() -> anyhow::Result<()> {
         "instr/infer",
         "÷MACs"
     );
-    let mut firmware = serde_json::Map::new();
     for board in [M3, M4F] {
         let r = report(board)?;
-        let v = |k: &str| r[k].as_u64().unwrap_or(0);
         println!(
             "{:<22} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8.2}",
             board.target,
-            v("text"),
-            v("rodata"),
-            v("data"),
-            v("bss"),
-            v("flash_without_digits"),
-            v("stack_high_water"),
-            v("ram"),
-            v("instructions_per_inference"),
-            v("instructions_per_inference") as f64 / macs as f64
+            r.text,
+            r.rodata,
+            r.data,
+            r.bss,
+            r.flash_without_digits,
+            r.stack_high_water,
+            r.ram,
+            r.instructions_per_inference,
+            r.instructions_per_inference as f64 / macs as f64
         );
-        for layer in r["layers"].as_array().into_iter().flatten() {
-            let name = layer["layer"].as_str().unwrap_or("");
-            match layer["fused_into"].as_u64() {
-                Some(into) => println!("    {name:<28} fused into layer {into}"),
-                None => println!("    {name:<28} {:>10} instructions", layer["instructions"]),
+        for layer in &r.layers {
+            match (layer.fused_into, layer.instructions) {
+                (Some(into), _) => println!("    {:<28} fused into layer {into}", layer.layer),
+                (None, n) => println!("    {:<28} {:>10} instructions", layer.layer, n.unwrap_or(0)),
             }
         }
-        firmware.insert(board.target.to_string(), r);
+        card.firmware.insert(board.target.to_string(), r);
     }
-    card["firmware"] = serde_json::Value::Object(firmware);
-    std::fs::write(&card_path, serde_json::to_string_pretty(&card)? + "\n")?;
+    card.write(&card_path)?;
     println!("wrote the figures to {}", card_path.display());
     Ok(())
 }

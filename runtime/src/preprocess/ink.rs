@@ -1,0 +1,298 @@
+//! Picking the digit out of a grey picture: which way round the ink is, the paper's uneven
+//! lighting taken away, a threshold chosen for this picture, and the connected components that
+//! make up the digit kept while specks and grain away from it are dropped.
+
+use image::{imageops, GrayImage, Luma};
+use imageproc::contrast::otsu_level;
+use imageproc::filter::{gaussian_blur_f32, median_filter};
+use imageproc::morphology::{grayscale_open, Mask};
+use imageproc::region_labelling::{connected_components, Connectivity};
+
+/// Ink contrast below which a picture counts as blank (grey levels above the paper).
+const MIN_INK: u8 = 40;
+/// Side of the coarse picture the paper's lighting is estimated on.
+const LIGHTING_SIDE: u32 = 64;
+/// A component this far from the digit (in units of the digit's longer side) is not part of it.
+const NEAR: f32 = 0.4;
+/// A stroke-like part smaller than this share of the digit's seed is dust, even beside it.
+const SPECK: f32 = 0.05;
+
+/// The digit found in a picture: ink intensity (0 = paper) and the threshold that separates
+/// ink from paper in it, with every pixel outside the digit's components set to 0.
+pub struct Ink {
+    /// Ink above the paper, whatever the picture's polarity and lighting (0 = paper).
+    pub ink: GrayImage,
+    /// The level above which a pixel of `ink` is a stroke.
+    pub threshold: u8,
+    /// Inclusive bounding box of the digit's components: x0, y0, x1, y1.
+    pub bbox: (u32, u32, u32, u32),
+}
+
+/// Finds the digit in a grey picture, or `None` if no ink stands out from the paper.
+pub fn find(grey: &GrayImage) -> Option<Ink> {
+    let long = grey.width().max(grey.height());
+    // Grain and JPEG blocks are finer than any stroke of a digit that fills a tenth of the page.
+    let mut g = if long >= 96 {
+        gaussian_blur_f32(grey, (long as f32 / 500.0).clamp(0.8, 2.0))
+    } else {
+        grey.clone()
+    };
+    if dark_ink(&g) {
+        imageops::invert(&mut g);
+    }
+    // A first look with an opening wider than any stroke measures the strokes; the second
+    // fits the opening to them, so that it follows shadows down to a few strokes across.
+    let first = split(&g, None)?;
+    let width = super::frame::stroke_width(&first.mask).unwrap_or(1.0);
+    let Split { ink, mask, threshold, bbox, .. } = split(&g, Some(width)).unwrap_or(first);
+    Some(Ink {
+        ink: ink_inside(&ink, &mask),
+        threshold,
+        bbox,
+    })
+}
+
+/// Ink and paper told apart under one estimate of the lighting.
+struct Split {
+    ink: GrayImage,
+    mask: GrayImage,
+    threshold: u8,
+    bbox: (u32, u32, u32, u32),
+}
+
+/// Takes away the lighting (with an opening just wider than `stroke` pixels, or a quarter of
+/// the picture), chooses the threshold and picks the digit's components.
+fn split(g: &GrayImage, stroke: Option<f32>) -> Option<Split> {
+    let ink = minus_lighting(g, stroke);
+    if std::env::var("EMBER_DEBUG").is_ok() { ink.save(format!("/tmp/d_sub_{}.png", stroke.is_some())).unwrap(); g.save("/tmp/d_g.png").unwrap(); eprintln!("stroke {stroke:?}"); }
+    let paper = median(&ink);
+    let noise = mad(&ink, paper);
+    let peak = ink.pixels().map(|p| p.0[0]).max().unwrap_or(0);
+    if peak.saturating_sub(paper) < MIN_INK.max(noise.saturating_mul(6)) {
+        return None;
+    }
+    // Otsu splits ink from paper; grain sets a floor, and the cap keeps faint ink on a page
+    // where ink is so rare that Otsu splits the paper's own noise.
+    let floor = paper.saturating_add(noise.saturating_mul(5)).max(paper + MIN_INK / 4);
+    let cap = paper + (peak - paper) / 2;
+    let threshold = otsu_level(&ink).clamp(floor.min(cap), cap);
+    let (mask, bbox) = digit_components(&ink, threshold)?;
+    Some(Split {
+        ink,
+        mask,
+        threshold,
+        bbox,
+    })
+}
+
+/// Whether the ink is darker than the paper. The border is mostly paper: when it is clearly
+/// light or clearly dark, that settles it. A grey border (a shadow, a dim photo) leaves it to
+/// the ink itself: against the paper's shade nearby (a wide median, which follows gradients
+/// and shadows whichever way round the ink is), the ink is the strongest departure.
+fn dark_ink(g: &GrayImage) -> bool {
+    match border_median(g) {
+        0..=89 => return false,
+        161..=255 => return true,
+        _ => {}
+    }
+    let (coarse, _) = coarse(g);
+    let radius = (coarse.width().max(coarse.height()) as f32 * 0.2).round().max(1.0) as u32;
+    let paper = median_filter(&coarse, radius, radius);
+    let paper = imageops::resize(&paper, g.width(), g.height(), imageops::FilterType::Triangle);
+    let (mut darker, mut lighter) = (0u8, 0u8);
+    for (p, q) in g.pixels().zip(paper.pixels()) {
+        let (v, paper) = (p.0[0], q.0[0]);
+        darker = darker.max(paper.saturating_sub(v));
+        lighter = lighter.max(v.saturating_sub(paper));
+    }
+    // Dark ink on paper is by far the commoner: light ink must stand out twice as far.
+    2 * lighter as u32 <= 2 * darker as u32 + lighter as u32
+}
+
+fn border_median(g: &GrayImage) -> u8 {
+    let (w, h) = g.dimensions();
+    let mut border = [0u32; 256];
+    let edge = (0..w)
+        .flat_map(|x| [(x, 0), (x, h - 1)])
+        .chain((0..h).flat_map(|y| [(0, y), (w - 1, y)]));
+    edge.for_each(|(x, y)| border[g.get_pixel(x, y).0[0] as usize] += 1);
+    percentile(&border, 0.5)
+}
+
+/// A copy of the picture about [`LIGHTING_SIDE`] pixels on its longer side, and the factor
+/// it was shrunk by.
+fn coarse(g: &GrayImage) -> (GrayImage, f32) {
+    let (w, h) = g.dimensions();
+    let k = (w.max(h) as f32 / LIGHTING_SIDE as f32).max(1.0);
+    let (cw, ch) = (
+        ((w as f32 / k).round() as u32).max(1),
+        ((h as f32 / k).round() as u32).max(1),
+    );
+    (imageops::resize(g, cw, ch, imageops::FilterType::Triangle), k)
+}
+
+/// Subtracts the paper's lighting: a grey opening, larger than any stroke, of a coarse copy
+/// of the picture removes the ink and keeps gradients and shadows, which are wider.
+fn minus_lighting(g: &GrayImage, stroke: Option<f32>) -> GrayImage {
+    let (w, h) = g.dimensions();
+    let (coarse, k) = coarse(g);
+    let widest = coarse.width().max(coarse.height()) as f32 * 0.25;
+    let radius = stroke.map_or(widest, |w| (w / k).ceil() + 1.0).min(widest);
+    let radius = (radius.round() as u8).max(1);
+    let lighting = grayscale_open(&coarse, &Mask::square(radius));
+    let lighting = imageops::resize(&lighting, w, h, imageops::FilterType::Triangle);
+    GrayImage::from_fn(w, h, |x, y| {
+        Luma([g.get_pixel(x, y).0[0].saturating_sub(lighting.get_pixel(x, y).0[0])])
+    })
+}
+
+/// The mask of the digit's components above `threshold`, and their bounding box.
+fn digit_components(ink: &GrayImage, threshold: u8) -> Option<(GrayImage, (u32, u32, u32, u32))> {
+    let binary = GrayImage::from_fn(ink.width(), ink.height(), |x, y| {
+        Luma([u8::from(ink.get_pixel(x, y).0[0] > threshold)])
+    });
+    let labels = connected_components(&binary, Connectivity::Eight, Luma([0u8]));
+    let parts = parts(&labels);
+    // The digit is drawn in strokes: its largest stroke-like part seeds it. Solid blobs (a
+    // shadow's corner, a blot) seed it only when nothing else does.
+    let seed = (0..parts.len())
+        .filter(|&i| parts[i].strokes())
+        .max_by_key(|&i| parts[i].area)
+        .or_else(|| (0..parts.len()).max_by_key(|&i| parts[i].area))?;
+    let mut keep = vec![false; parts.len()];
+    keep[seed] = true;
+    let mut bbox = parts[seed].bbox;
+    let seed_area = parts[seed].area as f32;
+    // Grow the digit by the parts near it, until none is added: a 5's hat, a broken stroke.
+    // Small round specks beside it are dust.
+    loop {
+        let side = (bbox.2 - bbox.0).max(bbox.3 - bbox.1) as f32 + 1.0;
+        let mut added = false;
+        for (i, p) in parts.iter().enumerate() {
+            let area = p.area as f32;
+            let part_of_digit = (area >= SPECK * seed_area && p.strokes()) || area >= 0.25 * seed_area;
+            if !keep[i] && part_of_digit && gap(bbox, p.bbox) <= NEAR * side {
+                keep[i] = true;
+                bbox = union(bbox, p.bbox);
+                added = true;
+            }
+        }
+        if !added {
+            break;
+        }
+    }
+    let mask = GrayImage::from_fn(ink.width(), ink.height(), |x, y| {
+        let l = labels.get_pixel(x, y).0[0] as usize;
+        Luma([if l > 0 && keep[l - 1] { 255 } else { 0 }])
+    });
+    Some((mask, bbox))
+}
+
+/// Area, boundary and bounding box of every labelled component (label l at index l − 1).
+fn parts(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<Part> {
+    let (w, h) = labels.dimensions();
+    let label = |x: i64, y: i64| {
+        if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+            0
+        } else {
+            labels.get_pixel(x as u32, y as u32).0[0]
+        }
+    };
+    let mut parts: Vec<Part> = Vec::new();
+    for (x, y, l) in labels.enumerate_pixels() {
+        let l = l.0[0];
+        if l == 0 {
+            continue;
+        }
+        if parts.len() < l as usize {
+            parts.resize(l as usize, Part::default());
+        }
+        let (xi, yi) = (x as i64, y as i64);
+        let edge = [(xi - 1, yi), (xi + 1, yi), (xi, yi - 1), (xi, yi + 1)]
+            .iter()
+            .any(|&(a, b)| label(a, b) != l);
+        parts[l as usize - 1].add(x, y, edge);
+    }
+    parts
+}
+
+/// The ink of the digit: its components, widened by the blur's reach so their soft edges stay.
+fn ink_inside(ink: &GrayImage, mask: &GrayImage) -> GrayImage {
+    let near = imageproc::morphology::dilate(mask, imageproc::distance_transform::Norm::LInf, 2);
+    GrayImage::from_fn(ink.width(), ink.height(), |x, y| {
+        if near.get_pixel(x, y).0[0] > 0 {
+            *ink.get_pixel(x, y)
+        } else {
+            Luma([0])
+        }
+    })
+}
+
+#[derive(Clone, Copy, Default)]
+struct Part {
+    area: u32,
+    boundary: u32,
+    bbox: (u32, u32, u32, u32),
+}
+
+impl Part {
+    fn add(&mut self, x: u32, y: u32, edge: bool) {
+        self.bbox = if self.area == 0 {
+            (x, y, x, y)
+        } else {
+            union(self.bbox, (x, y, x, y))
+        };
+        self.area += 1;
+        self.boundary += u32::from(edge);
+    }
+
+    /// Whether the part is made of strokes, narrow for its size (width 2·area ÷ boundary under
+    /// 0.3 of its longer side), rather than a solid blob.
+    fn strokes(&self) -> bool {
+        let side = (self.bbox.2 - self.bbox.0).max(self.bbox.3 - self.bbox.1) + 1;
+        let width = 2.0 * self.area as f32 / self.boundary.max(1) as f32;
+        width < 0.3 * side as f32
+    }
+}
+
+fn union(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> (u32, u32, u32, u32) {
+    (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3))
+}
+
+/// Distance between two boxes (0 when they overlap), the larger of the x and y gaps.
+fn gap(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> f32 {
+    let dx = b.0.saturating_sub(a.2).max(a.0.saturating_sub(b.2));
+    let dy = b.1.saturating_sub(a.3).max(a.1.saturating_sub(b.3));
+    dx.max(dy) as f32
+}
+
+fn histogram(g: &GrayImage) -> [u32; 256] {
+    let mut h = [0u32; 256];
+    g.pixels().for_each(|p| h[p.0[0] as usize] += 1);
+    h
+}
+
+fn percentile(h: &[u32; 256], q: f64) -> u8 {
+    let total: u32 = h.iter().sum();
+    let target = (total as f64 * q) as u32;
+    let mut seen = 0;
+    for (v, &n) in h.iter().enumerate() {
+        seen += n;
+        if seen > target {
+            return v as u8;
+        }
+    }
+    255
+}
+
+fn median(g: &GrayImage) -> u8 {
+    percentile(&histogram(g), 0.5)
+}
+
+/// Robust spread of the paper's grain: the median absolute deviation from `centre`, × 1.48.
+fn mad(g: &GrayImage, centre: u8) -> u8 {
+    let mut h = [0u32; 256];
+    g.pixels()
+        .for_each(|p| h[p.0[0].abs_diff(centre) as usize] += 1);
+    (percentile(&h, 0.5) as f32 * 1.48).round().min(255.0) as u8
+}
