@@ -9,9 +9,11 @@ use imageproc::morphology::{grayscale_open, Mask};
 use imageproc::region_labelling::{connected_components, Connectivity};
 
 /// Ink contrast below which a picture counts as blank (grey levels above the paper).
-const MIN_INK: u8 = 40;
+const MIN_INK: u8 = 24;
 /// Side of the coarse picture the paper's lighting is estimated on.
 const LIGHTING_SIDE: u32 = 64;
+/// Radius of the median that estimates the paper's shade, as a share of the longer side.
+const SHADE_RADIUS: f32 = 0.2;
 /// A component this far from the digit (in units of the digit's longer side) is not part of it.
 const NEAR: f32 = 0.4;
 /// A stroke-like part smaller than this share of the digit's seed is dust, even beside it.
@@ -37,14 +39,22 @@ pub fn find(grey: &GrayImage) -> Option<Ink> {
     } else {
         grey.clone()
     };
-    if dark_ink(&g) {
+    let mut shade = paper_shade(&g);
+    if dark_ink(&g, &shade) {
         imageops::invert(&mut g);
+        imageops::invert(&mut shade);
     }
-    // A first look with an opening wider than any stroke measures the strokes; the second
-    // fits the opening to them, so that it follows shadows down to a few strokes across.
-    let first = split(&g, None)?;
+    // A first look against the paper's shade (a wide median, which follows shadows and
+    // gradients) finds the digit and measures its strokes. The second takes the lighting as
+    // an opening just wider than those strokes, which never eats into thick ink.
+    let first = split(minus(&g, &shade))?;
     let width = super::frame::stroke_width(&first.mask).unwrap_or(1.0);
-    let Split { ink, mask, threshold, bbox, .. } = split(&g, Some(width)).unwrap_or(first);
+    let Split {
+        ink,
+        mask,
+        threshold,
+        bbox,
+    } = split(minus(&g, &lighting(&g, width))).unwrap_or(first);
     Some(Ink {
         ink: ink_inside(&ink, &mask),
         threshold,
@@ -60,11 +70,8 @@ struct Split {
     bbox: (u32, u32, u32, u32),
 }
 
-/// Takes away the lighting (with an opening just wider than `stroke` pixels, or a quarter of
-/// the picture), chooses the threshold and picks the digit's components.
-fn split(g: &GrayImage, stroke: Option<f32>) -> Option<Split> {
-    let ink = minus_lighting(g, stroke);
-    if std::env::var("EMBER_DEBUG").is_ok() { ink.save(format!("/tmp/d_sub_{}.png", stroke.is_some())).unwrap(); g.save("/tmp/d_g.png").unwrap(); eprintln!("stroke {stroke:?}"); }
+/// Chooses the threshold for ink above the paper and picks the digit's components.
+fn split(ink: GrayImage) -> Option<Split> {
     let paper = median(&ink);
     let noise = mad(&ink, paper);
     let peak = ink.pixels().map(|p| p.0[0]).max().unwrap_or(0);
@@ -85,22 +92,27 @@ fn split(g: &GrayImage, stroke: Option<f32>) -> Option<Split> {
     })
 }
 
+/// The paper's shade at every pixel, whichever way round the ink is: a median over a fifth of
+/// the picture, which the strokes of a digit are too few to move, and which follows gradients
+/// and keeps a shadow's edge.
+fn paper_shade(g: &GrayImage) -> GrayImage {
+    let (coarse, _) = coarse(g);
+    let radius = (coarse.width().max(coarse.height()) as f32 * SHADE_RADIUS).round().max(1.0) as u32;
+    let shade = median_filter(&coarse, radius, radius);
+    imageops::resize(&shade, g.width(), g.height(), imageops::FilterType::Triangle)
+}
+
 /// Whether the ink is darker than the paper. The border is mostly paper: when it is clearly
 /// light or clearly dark, that settles it. A grey border (a shadow, a dim photo) leaves it to
-/// the ink itself: against the paper's shade nearby (a wide median, which follows gradients
-/// and shadows whichever way round the ink is), the ink is the strongest departure.
-fn dark_ink(g: &GrayImage) -> bool {
+/// the ink itself, the strongest departure from the paper's shade, dark or light.
+fn dark_ink(g: &GrayImage, shade: &GrayImage) -> bool {
     match border_median(g) {
         0..=89 => return false,
         161..=255 => return true,
         _ => {}
     }
-    let (coarse, _) = coarse(g);
-    let radius = (coarse.width().max(coarse.height()) as f32 * 0.2).round().max(1.0) as u32;
-    let paper = median_filter(&coarse, radius, radius);
-    let paper = imageops::resize(&paper, g.width(), g.height(), imageops::FilterType::Triangle);
     let (mut darker, mut lighter) = (0u8, 0u8);
-    for (p, q) in g.pixels().zip(paper.pixels()) {
+    for (p, q) in g.pixels().zip(shade.pixels()) {
         let (v, paper) = (p.0[0], q.0[0]);
         darker = darker.max(paper.saturating_sub(v));
         lighter = lighter.max(v.saturating_sub(paper));
@@ -131,18 +143,21 @@ fn coarse(g: &GrayImage) -> (GrayImage, f32) {
     (imageops::resize(g, cw, ch, imageops::FilterType::Triangle), k)
 }
 
-/// Subtracts the paper's lighting: a grey opening, larger than any stroke, of a coarse copy
-/// of the picture removes the ink and keeps gradients and shadows, which are wider.
-fn minus_lighting(g: &GrayImage, stroke: Option<f32>) -> GrayImage {
-    let (w, h) = g.dimensions();
+/// The paper's lighting (ink bright): a grey opening of a coarse copy, with a square just
+/// wider than strokes `stroke` pixels wide, removes the ink and keeps gradients and shadows,
+/// which are wider.
+fn lighting(g: &GrayImage, stroke: f32) -> GrayImage {
     let (coarse, k) = coarse(g);
     let widest = coarse.width().max(coarse.height()) as f32 * 0.25;
-    let radius = stroke.map_or(widest, |w| (w / k).ceil() + 1.0).min(widest);
-    let radius = (radius.round() as u8).max(1);
-    let lighting = grayscale_open(&coarse, &Mask::square(radius));
-    let lighting = imageops::resize(&lighting, w, h, imageops::FilterType::Triangle);
-    GrayImage::from_fn(w, h, |x, y| {
-        Luma([g.get_pixel(x, y).0[0].saturating_sub(lighting.get_pixel(x, y).0[0])])
+    let radius = ((stroke / k).ceil() + 1.0).min(widest);
+    let lighting = grayscale_open(&coarse, &Mask::square((radius.round() as u8).max(1)));
+    imageops::resize(&lighting, g.width(), g.height(), imageops::FilterType::Triangle)
+}
+
+/// `g` − `paper`, saturating at 0: the ink above the paper.
+fn minus(g: &GrayImage, paper: &GrayImage) -> GrayImage {
+    GrayImage::from_fn(g.width(), g.height(), |x, y| {
+        Luma([g.get_pixel(x, y).0[0].saturating_sub(paper.get_pixel(x, y).0[0])])
     })
 }
 

@@ -50,7 +50,12 @@ fn main() -> anyhow::Result<()> {
                 let bytes = photos::photo(test.image(i), r.trouble, s);
                 let read = answer.map_or("-".into(), |a| a.to_string());
                 let name = format!("wrong_{}_{i}_label{label}_read{read}.{}", r.trouble.name().replace(' ', "_"), extension(&bytes));
-                std::fs::write(dir.join(name), &bytes)?;
+                std::fs::write(dir.join(&name), &bytes)?;
+                // What the network saw, beside the photo.
+                if let Ok(seen) = runtime::preprocess::decode(&bytes).and_then(|g| runtime::preprocess::frame(&g)) {
+                    let seen = image::GrayImage::from_raw(28, 28, seen.to_vec()).expect("28×28");
+                    seen.save(dir.join(format!("{name}.seen.png")))?;
+                }
                 println!("wrong: {} test digit {i}, label {label}, read {answer:?}", r.trouble.name());
             }
         }
