@@ -167,12 +167,14 @@ fn digit_components(ink: &GrayImage, threshold: u8) -> Option<(GrayImage, (u32, 
         Luma([u8::from(ink.get_pixel(x, y).0[0] > threshold)])
     });
     let labels = connected_components(&binary, Connectivity::Eight, Luma([0u8]));
-    let parts = parts(&labels);
-    // The digit is drawn in strokes: its largest stroke-like part seeds it. Solid blobs (a
-    // shadow's corner, a blot) seed it only when nothing else does.
+    let parts = parts(&labels, ink, threshold);
+    // The digit is drawn in strokes: its strongest stroke-like part (ink well above the
+    // threshold, over a large area) seeds it. The soft edge of a shadow is wide but barely
+    // above the threshold; solid blobs (a shadow's corner, a blot) seed it only when nothing
+    // else does.
     let seed = (0..parts.len())
         .filter(|&i| parts[i].strokes())
-        .max_by_key(|&i| parts[i].area)
+        .max_by_key(|&i| parts[i].energy)
         .or_else(|| (0..parts.len()).max_by_key(|&i| parts[i].area))?;
     let mut keep = vec![false; parts.len()];
     keep[seed] = true;
@@ -203,8 +205,9 @@ fn digit_components(ink: &GrayImage, threshold: u8) -> Option<(GrayImage, (u32, 
     Some((mask, bbox))
 }
 
-/// Area, boundary and bounding box of every labelled component (label l at index l − 1).
-fn parts(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<Part> {
+/// Area, ink above `threshold`, boundary and bounding box of every labelled component
+/// (label l at index l − 1).
+fn parts(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, ink: &GrayImage, threshold: u8) -> Vec<Part> {
     let (w, h) = labels.dimensions();
     let label = |x: i64, y: i64| {
         if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
@@ -226,7 +229,8 @@ fn parts(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<Part> {
         let edge = [(xi - 1, yi), (xi + 1, yi), (xi, yi - 1), (xi, yi + 1)]
             .iter()
             .any(|&(a, b)| label(a, b) != l);
-        parts[l as usize - 1].add(x, y, edge);
+        let excess = ink.get_pixel(x, y).0[0].saturating_sub(threshold) as u64;
+        parts[l as usize - 1].add(x, y, edge, excess * excess);
     }
     parts
 }
@@ -246,12 +250,13 @@ fn ink_inside(ink: &GrayImage, mask: &GrayImage) -> GrayImage {
 #[derive(Clone, Copy, Default)]
 struct Part {
     area: u32,
+    energy: u64,
     boundary: u32,
     bbox: (u32, u32, u32, u32),
 }
 
 impl Part {
-    fn add(&mut self, x: u32, y: u32, edge: bool) {
+    fn add(&mut self, x: u32, y: u32, edge: bool, energy: u64) {
         self.bbox = if self.area == 0 {
             (x, y, x, y)
         } else {
@@ -259,6 +264,7 @@ impl Part {
         };
         self.area += 1;
         self.boundary += u32::from(edge);
+        self.energy += energy;
     }
 
     /// Whether the part is made of strokes, narrow for its size (width 2·area ÷ boundary under
