@@ -172,10 +172,12 @@ impl ModelCard {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(io(path, source)),
         };
-        serde_json::from_str(&text).map(Some).map_err(|source| CardError::Parse {
-            path: path.display().to_string(),
-            source,
-        })
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| CardError::Parse {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     /// The card as pretty JSON with a final newline, as it is written.
@@ -207,7 +209,10 @@ fn io(path: &Path, source: std::io::Error) -> CardError {
 
 /// sha256 of `bytes` in lower-case hex: how Ember names a model file.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Index of the largest score (the first on ties; NaN never wins): the class a model answers.
@@ -247,6 +252,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist_cnn.json");
         let card = ModelCard::read(&path).unwrap().expect("the committed card");
         assert_eq!(card.to_json(), std::fs::read_to_string(&path).unwrap());
-        assert!(ModelCard::read(Path::new("/nonexistent/card.json")).unwrap().is_none());
+        assert!(ModelCard::read(Path::new("/nonexistent/card.json"))
+            .unwrap()
+            .is_none());
     }
 }

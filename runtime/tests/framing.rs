@@ -27,7 +27,9 @@ fn the_target_stroke_width_is_mnists_median() {
     widths.sort_by(f32::total_cmp);
     let median = widths[widths.len() / 2];
     let (p10, p90) = (widths[widths.len() / 10], widths[widths.len() * 9 / 10]);
-    eprintln!("MNIST stroke width at the outline's scale: p10 {p10:.2}, median {median:.2}, p90 {p90:.2}");
+    eprintln!(
+        "MNIST stroke width at the outline's scale: p10 {p10:.2}, median {median:.2}, p90 {p90:.2}"
+    );
     assert!(
         (median - frame::MNIST_STROKE).abs() <= 0.05 * frame::MNIST_STROKE,
         "median {median}"

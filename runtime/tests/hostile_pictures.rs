@@ -19,8 +19,17 @@ fn blank_png(path: &Path, side: u32, colour: png::ColorType, depth: png::BitDept
     encoder.set_color(colour);
     encoder.set_depth(depth);
     encoder.set_compression(png::Compression::Fast);
-    let mut writer = encoder.write_header().unwrap().into_stream_writer().unwrap();
-    let bytes_per_pixel = colour.samples() * if depth == png::BitDepth::Sixteen { 2 } else { 1 };
+    let mut writer = encoder
+        .write_header()
+        .unwrap()
+        .into_stream_writer()
+        .unwrap();
+    let bytes_per_pixel = colour.samples()
+        * if depth == png::BitDepth::Sixteen {
+            2
+        } else {
+            1
+        };
     let row = vec![0xf0u8; side as usize * bytes_per_pixel];
     for _ in 0..side {
         std::io::Write::write_all(&mut writer, &row).unwrap();
@@ -50,7 +59,11 @@ fn classify_measured(file: &Path) -> (i32, String, u64) {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid);
     let text = std::fs::read_to_string(&out).unwrap() + &err;
-    (libc::WEXITSTATUS(status), text, usage.ru_maxrss as u64 * 1024)
+    (
+        libc::WEXITSTATUS(status),
+        text,
+        usage.ru_maxrss as u64 * 1024,
+    )
 }
 
 #[cfg(target_os = "linux")]
@@ -58,11 +71,19 @@ fn classify_measured(file: &Path) -> (i32, String, u64) {
 fn a_16000_pixel_blank_page_is_refused_in_bounded_memory() {
     let dir = scratch("blank");
     let path = dir.join("blank-16000.png");
-    blank_png(&path, 16_000, png::ColorType::Grayscale, png::BitDepth::Eight);
+    blank_png(
+        &path,
+        16_000,
+        png::ColorType::Grayscale,
+        png::BitDepth::Eight,
+    );
     assert!(std::fs::metadata(&path).unwrap().len() < 2 << 20);
     let (code, text, rss) = classify_measured(&path);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("blank-16000.png") && text.contains("blank"), "{text}");
+    assert!(
+        text.contains("blank-16000.png") && text.contains("blank"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(rss < 1 << 30, "peak RSS {} MiB", rss >> 20);
     eprintln!("16000×16000 blank page: peak RSS {} MiB", rss >> 20);
@@ -74,9 +95,17 @@ fn a_picture_claiming_gigabytes_is_refused_before_decoding() {
     let dir = scratch("claims");
     // 16-bit grey: 512 MiB decoded, twice the limit.
     let path = dir.join("grey16-16384.png");
-    blank_png(&path, 16_384, png::ColorType::Grayscale, png::BitDepth::Sixteen);
+    blank_png(
+        &path,
+        16_384,
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+    );
     let (code, text, rss) = classify_measured(&path);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("grey16-16384.png") && text.contains("too large"), "{text}");
+    assert!(
+        text.contains("grey16-16384.png") && text.contains("too large"),
+        "{text}"
+    );
     assert!(rss < 1 << 30, "peak RSS {} MiB", rss >> 20);
 }

@@ -74,7 +74,9 @@ impl Trouble {
     /// What the photos of this kind have, for the report.
     pub fn what(self) -> &'static str {
         match self {
-            Trouble::Clean => "dark ink on white paper, digit 35–60 % of the page height, anywhere, PNG",
+            Trouble::Clean => {
+                "dark ink on white paper, digit 35–60 % of the page height, anywhere, PNG"
+            }
             Trouble::Grain => "Gaussian noise, σ 10–25 grey levels per channel",
             Trouble::Lighting => "gradient across the page (30–55 % darker) and a soft shadow",
             Trouble::Tint => "cream, grey or bluish paper; blue or brown ink",
@@ -198,13 +200,20 @@ pub fn photo(digit: &[u8], trouble: Trouble, seed: u64) -> Vec<u8> {
         } else {
             0.0
         };
-        if specks.iter().any(|&(sx, sy, r)| (x as f32 - sx).hypot(y as f32 - sy) <= r) {
+        if specks
+            .iter()
+            .any(|&(sx, sy, r)| (x as f32 - sx).hypot(y as f32 - sy) <= r)
+        {
             a = 1.0;
         }
         let l = light.at(x as f32 / pw as f32, y as f32 / ph as f32);
         Rgb(std::array::from_fn(|c| {
             let v = (look.paper[c] * (1.0 - a) + look.ink[c] * a) * l;
-            let g = if look.grain > 0.0 { noise.sample(&mut rng) } else { 0.0 };
+            let g = if look.grain > 0.0 {
+                noise.sample(&mut rng)
+            } else {
+                0.0
+            };
             (v + g).round().clamp(0.0, 255.0) as u8
         }))
     });
@@ -214,22 +223,35 @@ pub fn photo(digit: &[u8], trouble: Trouble, seed: u64) -> Vec<u8> {
 /// The digit drawn with the pen at its size on the page: 0 = paper, 255 = full ink.
 fn pen_alpha(digit: &[u8], look: &Look) -> GrayImage {
     // MNIST's digits fill 20 of 28 rows.
-    let side = ((look.digit_height * look.page.1 as f32) * 28.0 / 20.0).round().max(28.0) as u32;
+    let side = ((look.digit_height * look.page.1 as f32) * 28.0 / 20.0)
+        .round()
+        .max(28.0) as u32;
     let small = GrayImage::from_raw(28, 28, digit.to_vec()).expect("a 28×28 digit");
     let big = image::imageops::resize(&small, side, side, image::imageops::FilterType::CatmullRom);
     let big = if look.rotation != 0.0 {
-        rotate_about_center(&big, look.rotation, Interpolation::Bilinear, Border::Constant(Luma([0])))
+        rotate_about_center(
+            &big,
+            look.rotation,
+            Interpolation::Bilinear,
+            Border::Constant(Luma([0])),
+        )
     } else {
         big
     };
     // A pen lays ink where the drawn stroke is: sharp edges at the stroke's half-intensity.
     let level = if look.pen == Pen::Thin { 200 } else { 128 };
     let mask = GrayImage::from_fn(side, side, |x, y| {
-        Luma([if big.get_pixel(x, y).0[0] > level { 255 } else { 0 }])
+        Luma([if big.get_pixel(x, y).0[0] > level {
+            255
+        } else {
+            0
+        }])
     });
     let stroke = side as f32 * 20.0 / 28.0 * 0.125;
     let mask = match look.pen {
-        Pen::Thick => imageproc::morphology::dilate(&mask, Norm::L2, (stroke * 0.375).round() as u8),
+        Pen::Thick => {
+            imageproc::morphology::dilate(&mask, Norm::L2, (stroke * 0.375).round() as u8)
+        }
         Pen::Thin | Pen::Normal => mask,
     };
     // A little softness at the edges, as a lens gives.
@@ -252,7 +274,11 @@ impl Lighting {
             gradient: look.gradient,
             direction: (angle.cos(), angle.sin()),
             shadow: look.shadow,
-            edge: (edge_angle.cos(), edge_angle.sin(), rng.random_range(-0.3..0.3)),
+            edge: (
+                edge_angle.cos(),
+                edge_angle.sin(),
+                rng.random_range(-0.3..0.3),
+            ),
         }
     }
 
@@ -272,7 +298,10 @@ fn specks(look: &Look, digit: (u32, u32, u32, u32), rng: &mut StdRng) -> Vec<(f3
     let (ox, oy, w, h) = digit;
     let mut out = Vec::new();
     while (out.len() as u32) < look.specks {
-        let (x, y) = (rng.random_range(0..look.page.0), rng.random_range(0..look.page.1));
+        let (x, y) = (
+            rng.random_range(0..look.page.0),
+            rng.random_range(0..look.page.1),
+        );
         let r = rng.random_range(1.0f32..4.0);
         let inside = x + 6 >= ox && y + 6 >= oy && x < ox + w + 6 && y < oy + h + 6;
         if !inside {
@@ -287,7 +316,9 @@ fn encode(page: RgbImage, jpeg: Option<u8>) -> Vec<u8> {
     match jpeg {
         Some(q) => {
             let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, q);
-            DynamicImage::ImageRgb8(page).write_with_encoder(encoder).expect("JPEG in memory");
+            DynamicImage::ImageRgb8(page)
+                .write_with_encoder(encoder)
+                .expect("JPEG in memory");
         }
         None => DynamicImage::ImageRgb8(page)
             .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
@@ -350,7 +381,8 @@ pub fn evaluate(
                     s.spawn(move || {
                         part.iter()
                             .map(|&i| {
-                                let bytes = photo(test.image(i), trouble, photo_seed(trouble, i, seed));
+                                let bytes =
+                                    photo(test.image(i), trouble, photo_seed(trouble, i, seed));
                                 runtime::preprocess::decode(&bytes)
                                     .and_then(|g| runtime::preprocess::frame(&g))
                                     .ok()
@@ -359,19 +391,32 @@ pub fn evaluate(
                     })
                 })
                 .collect();
-            workers.into_iter().flat_map(|w| w.join().expect("framing never panics")).collect()
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("framing never panics"))
+                .collect()
         });
-        let pixels: Vec<u8> = framed.iter().map(|f| f.unwrap_or([0; mnist::PIXELS])).flatten().collect();
+        let pixels: Vec<u8> = framed
+            .iter()
+            .map(|f| f.unwrap_or([0; mnist::PIXELS]))
+            .flatten()
+            .collect();
         let scores = classifier
             .plan(indices.len())?
             .run(classifier.scale_pixels(&pixels))?;
-        let mut row = Row { trouble, correct: 0, total: indices.len(), wrong: Vec::new() };
+        let mut row = Row {
+            trouble,
+            correct: 0,
+            total: indices.len(),
+            wrong: Vec::new(),
+        };
         for ((&i, f), s) in indices.iter().zip(&framed).zip(scores.chunks(10)) {
             let answer = f.map(|_| runtime::classifier::argmax(s) as u8);
             if answer == Some(test.label(i)) {
                 row.correct += 1;
             } else {
-                row.wrong.push((i, test.label(i), answer, photo_seed(trouble, i, seed)));
+                row.wrong
+                    .push((i, test.label(i), answer, photo_seed(trouble, i, seed)));
             }
         }
         rows.push(row);

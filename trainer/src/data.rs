@@ -23,7 +23,8 @@ pub fn augmented_images(
 ) -> Tensor<4> {
     let mut pixels = Vec::with_capacity(idx.len() * PIXELS);
     for &i in idx {
-        let image_seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((epoch as u64) << 40) ^ i as u64;
+        let image_seed =
+            seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((epoch as u64) << 40) ^ i as u64;
         let image = crate::augment::augment(ds.image(i), image_seed);
         pixels.extend(image.iter().map(|&p| p as f32 / 255.0));
     }

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use card::ModelCard;
 use clap::{Parser, Subcommand};
 use mnist::Split;
 use trainer::model::Arch;
 use trainer::run::{load_checkpoint, save_checkpoint, RunRecord};
 use trainer::train::{self, EpochStats, TrainConfig};
 use trainer::{export, summary};
-use card::ModelCard;
 
 /// Train a digit classifier on MNIST with burn and export it as ONNX.
 ///
@@ -281,7 +281,10 @@ fn export_command(
             optimizer: "Adam, cosine decay to lr/20".to_string(),
             seed: record.config.seed,
             train_images: record.train_images,
-            augment: record.config.augment.then(|| trainer::augment::DESCRIPTION.to_string()),
+            augment: record
+                .config
+                .augment
+                .then(|| trainer::augment::DESCRIPTION.to_string()),
         },
         test_accuracy: (accuracy * 1e4).round() / 1e4,
         test_images: test_set.len() as u64,

@@ -108,7 +108,9 @@ mod tests {
 
     #[test]
     fn shrink_averages_blocks_and_keeps_small_pictures() {
-        let img = GrayImage::from_fn(2048, 1000, |x, _| Luma([if x % 2 == 0 { 200 } else { 100 }]));
+        let img = GrayImage::from_fn(2048, 1000, |x, _| {
+            Luma([if x % 2 == 0 { 200 } else { 100 }])
+        });
         let small = shrink(&img, 1024);
         assert_eq!(small.dimensions(), (1024, 500));
         assert!(small.pixels().all(|p| p.0[0] == 150));

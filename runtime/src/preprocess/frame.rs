@@ -18,20 +18,49 @@ pub const MNIST_STROKE: f32 = 11.0;
 /// Strokes within this factor of MNIST's are left as drawn; MNIST's own vary as much.
 const STROKE_SLACK: f32 = 1.4;
 
+/// A digit this small (longer side, pixels) is already at MNIST's resolution: there are no
+/// sharper edges to recover, so its grey levels are kept as they are.
+const LOW_RES: u32 = 40;
+
 /// The 28×28 MNIST framing of the digit found in a picture.
 pub fn mnist_frame(ink: &Ink) -> [u8; PIXELS] {
-    let outline = normalise_strokes(outline(ink));
-    let Some((x0, y0, x1, y1)) = bbox(&outline) else {
+    let (x0, y0, x1, y1) = ink.bbox;
+    let digit = if (x1 - x0).max(y1 - y0) < LOW_RES {
+        stretched(ink)
+    } else {
+        normalise_strokes(outline(ink))
+    };
+    let Some((x0, y0, x1, y1)) = bbox(&digit) else {
         return [0; PIXELS];
     };
-    let crop = imageops::crop_imm(&outline, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    let crop = imageops::crop_imm(&digit, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    scaled_and_centred(&crop)
+}
+
+/// A low-resolution digit's own grey levels, its faint edge included, stretched so that its
+/// strongest ink is 255.
+fn stretched(ink: &Ink) -> GrayImage {
+    let edge = ink.threshold / 4;
+    let peak = ink.ink.pixels().map(|p| p.0[0]).max().unwrap_or(255).max(1) as u32;
+    GrayImage::from_fn(ink.ink.width(), ink.ink.height(), |x, y| {
+        let v = ink.ink.get_pixel(x, y).0[0];
+        image::Luma([if v > edge {
+            (v as u32 * 255 / peak) as u8
+        } else {
+            0
+        }])
+    })
+}
+
+/// The digit scaled to 20 px on its longer side (antialiased) and centred by mass in 28×28.
+fn scaled_and_centred(crop: &GrayImage) -> [u8; PIXELS] {
     let (w, h) = crop.dimensions();
     let scale = 20.0 / w.max(h) as f32;
     let (nw, nh) = (
         ((w as f32 * scale).round() as u32).max(1),
         ((h as f32 * scale).round() as u32).max(1),
     );
-    let small = imageops::resize(&crop, nw, nh, imageops::FilterType::Triangle);
+    let small = imageops::resize(crop, nw, nh, imageops::FilterType::Triangle);
     centre(&small)
 }
 
@@ -84,7 +113,11 @@ fn normalise_strokes(outline: GrayImage) -> GrayImage {
 pub fn stroke_width(outline: &GrayImage) -> Option<f32> {
     let (w, h) = outline.dimensions();
     let on = |x: i64, y: i64| {
-        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && outline.get_pixel(x as u32, y as u32).0[0] > 0
+        x >= 0
+            && y >= 0
+            && x < w as i64
+            && y < h as i64
+            && outline.get_pixel(x as u32, y as u32).0[0] > 0
     };
     let (mut area, mut boundary) = (0u32, 0u32);
     for (x, y, p) in outline.enumerate_pixels() {
@@ -141,4 +174,3 @@ pub fn centre_of_mass(img: &GrayImage) -> (f32, f32) {
     }
     ((sx / total) as f32, (sy / total) as f32)
 }
-

@@ -80,7 +80,9 @@ fn split(ink: GrayImage) -> Option<Split> {
     }
     // Otsu splits ink from paper; grain sets a floor, and the cap keeps faint ink on a page
     // where ink is so rare that Otsu splits the paper's own noise.
-    let floor = paper.saturating_add(noise.saturating_mul(5)).max(paper + MIN_INK / 4);
+    let floor = paper
+        .saturating_add(noise.saturating_mul(5))
+        .max(paper + MIN_INK / 4);
     let cap = paper + (peak - paper) / 2;
     let threshold = otsu_level(&ink).clamp(floor.min(cap), cap);
     let (mask, bbox) = digit_components(&ink, threshold)?;
@@ -97,9 +99,16 @@ fn split(ink: GrayImage) -> Option<Split> {
 /// and keeps a shadow's edge.
 fn paper_shade(g: &GrayImage) -> GrayImage {
     let (coarse, _) = coarse(g);
-    let radius = (coarse.width().max(coarse.height()) as f32 * SHADE_RADIUS).round().max(1.0) as u32;
+    let radius = (coarse.width().max(coarse.height()) as f32 * SHADE_RADIUS)
+        .round()
+        .max(1.0) as u32;
     let shade = median_filter(&coarse, radius, radius);
-    imageops::resize(&shade, g.width(), g.height(), imageops::FilterType::Triangle)
+    imageops::resize(
+        &shade,
+        g.width(),
+        g.height(),
+        imageops::FilterType::Triangle,
+    )
 }
 
 /// Whether the ink is darker than the paper. The border is mostly paper: when it is clearly
@@ -140,7 +149,10 @@ fn coarse(g: &GrayImage) -> (GrayImage, f32) {
         ((w as f32 / k).round() as u32).max(1),
         ((h as f32 / k).round() as u32).max(1),
     );
-    (imageops::resize(g, cw, ch, imageops::FilterType::Triangle), k)
+    (
+        imageops::resize(g, cw, ch, imageops::FilterType::Triangle),
+        k,
+    )
 }
 
 /// The paper's lighting (ink bright): a grey opening of a coarse copy, with a square just
@@ -151,7 +163,12 @@ fn lighting(g: &GrayImage, stroke: f32) -> GrayImage {
     let widest = coarse.width().max(coarse.height()) as f32 * 0.25;
     let radius = ((stroke / k).ceil() + 1.0).min(widest);
     let lighting = grayscale_open(&coarse, &Mask::square((radius.round() as u8).max(1)));
-    imageops::resize(&lighting, g.width(), g.height(), imageops::FilterType::Triangle)
+    imageops::resize(
+        &lighting,
+        g.width(),
+        g.height(),
+        imageops::FilterType::Triangle,
+    )
 }
 
 /// `g` − `paper`, saturating at 0: the ink above the paper.
@@ -187,7 +204,8 @@ fn digit_components(ink: &GrayImage, threshold: u8) -> Option<(GrayImage, (u32, 
         let mut added = false;
         for (i, p) in parts.iter().enumerate() {
             let area = p.area as f32;
-            let part_of_digit = (area >= SPECK * seed_area && p.strokes()) || area >= 0.25 * seed_area;
+            let part_of_digit =
+                (area >= SPECK * seed_area && p.strokes()) || area >= 0.25 * seed_area;
             if !keep[i] && part_of_digit && gap(bbox, p.bbox) <= NEAR * side {
                 keep[i] = true;
                 bbox = union(bbox, p.bbox);
@@ -207,7 +225,11 @@ fn digit_components(ink: &GrayImage, threshold: u8) -> Option<(GrayImage, (u32, 
 
 /// Area, ink above `threshold`, boundary and bounding box of every labelled component
 /// (label l at index l − 1).
-fn parts(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, ink: &GrayImage, threshold: u8) -> Vec<Part> {
+fn parts(
+    labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>,
+    ink: &GrayImage,
+    threshold: u8,
+) -> Vec<Part> {
     let (w, h) = labels.dimensions();
     let label = |x: i64, y: i64| {
         if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {

@@ -97,6 +97,70 @@ mod tests {
         assert_eq!(out[0], 0);
     }
 
+    /// Paints a filled rectangle of `ink` (inclusive corners).
+    fn rect(img: &mut GrayImage, (x0, y0, x1, y1): (u32, u32, u32, u32), ink: u8) {
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                img.put_pixel(x, y, image::Luma([ink]));
+            }
+        }
+    }
+
+    /// A "5" of bars on a 400×300 page, its hat detached from the body.
+    fn five(paper: u8) -> GrayImage {
+        let mut img = canvas(400, 300, paper);
+        rect(&mut img, (150, 60, 230, 72), 20); // the hat, apart
+        rect(&mut img, (150, 82, 162, 140), 20);
+        rect(&mut img, (150, 140, 230, 152), 20);
+        rect(&mut img, (218, 140, 230, 220), 20);
+        rect(&mut img, (150, 208, 230, 220), 20);
+        img
+    }
+
+    #[test]
+    fn a_detached_stroke_is_kept_and_dust_beside_the_digit_is_dropped() {
+        let mut img = five(235);
+        for (x, y) in [(60, 40), (330, 250), (250, 120), (120, 230), (20, 280)] {
+            rect(&mut img, (x, y, x + 3, y + 3), 10);
+        }
+        let found = ink::find(&img).unwrap();
+        assert_eq!(found.bbox, (150, 60, 230, 220));
+        assert_eq!(frame(&img).unwrap(), frame(&five(235)).unwrap());
+    }
+
+    #[test]
+    fn a_lighting_gradient_and_a_shadow_are_taken_away() {
+        let plain = frame(&five(235)).unwrap();
+        let mut lit = five(235);
+        for (x, y, p) in lit.enumerate_pixels_mut() {
+            let light = 1.0 - 0.5 * x as f32 / 400.0 - if y > 180 { 0.3 } else { 0.0 };
+            p.0[0] = (p.0[0] as f32 * light) as u8;
+        }
+        let framed = frame(&lit).unwrap();
+        let differ = plain
+            .iter()
+            .zip(&framed)
+            .filter(|(a, b)| a.abs_diff(**b) > 64)
+            .count();
+        assert!(differ <= 20, "{differ} pixels differ");
+    }
+
+    #[test]
+    fn a_thick_marker_comes_out_near_mnists_stroke_width() {
+        let mut thick = canvas(400, 300, 240);
+        // A "7" drawn with a marker a third of its height wide.
+        rect(&mut thick, (120, 40, 280, 110), 15);
+        rect(&mut thick, (200, 40, 280, 260), 15);
+        let found = ink::find(&thick).unwrap();
+        let outline = frame::outline(&found);
+        let drawn = frame::stroke_width(&outline).unwrap();
+        assert!(drawn > 2.0 * frame::MNIST_STROKE, "{drawn}");
+        let out = frame(&thick).unwrap();
+        let on = out.iter().filter(|&&p| p > 128).count();
+        // The same "7" at MNIST's width covers about 120 of 784 pixels; unnormalised, 250.
+        assert!((80..=170).contains(&on), "{on} pixels of ink");
+    }
+
     #[test]
     fn blank_pages_are_refused() {
         for paper in [0u8, 255, 200] {

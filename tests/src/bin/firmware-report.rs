@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use ember_tests::{build, digits, figure, root, run_qemu, sizes, Board, M3, M4F};
 use card::{Firmware, LayerCost, ModelCard};
+use ember_tests::{build, digits, figure, root, run_qemu, sizes, Board, M3, M4F};
 
 fn report(board: Board) -> anyhow::Result<Firmware> {
     let elf = build(board, "", &root().join("target"))?;
@@ -71,8 +71,12 @@ fn report(board: Board) -> anyhow::Result<Firmware> {
 
 fn main() -> anyhow::Result<()> {
     let card_path = root().join("models/mnist_cnn.json");
-    let mut card = ModelCard::read(&card_path)?
-        .with_context(|| format!("{}: no model card (trainer export writes it)", card_path.display()))?;
+    let mut card = ModelCard::read(&card_path)?.with_context(|| {
+        format!(
+            "{}: no model card (trainer export writes it)",
+            card_path.display()
+        )
+    })?;
     let macs = card.macs.max(1);
     println!(
         "{:<22} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8}",
@@ -105,7 +109,11 @@ fn main() -> anyhow::Result<()> {
         for layer in &r.layers {
             match (layer.fused_into, layer.instructions) {
                 (Some(into), _) => println!("    {:<28} fused into layer {into}", layer.layer),
-                (None, n) => println!("    {:<28} {:>10} instructions", layer.layer, n.unwrap_or(0)),
+                (None, n) => println!(
+                    "    {:<28} {:>10} instructions",
+                    layer.layer,
+                    n.unwrap_or(0)
+                ),
             }
         }
         card.firmware.insert(board.target.to_string(), r);

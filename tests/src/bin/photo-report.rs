@@ -28,15 +28,35 @@ fn main() -> anyhow::Result<()> {
     let test = mnist::load(&root().join("data/mnist"), mnist::Split::Test)?;
     let seed = 2026;
     let rows = photos::evaluate(&classifier, &test, count, seed)?;
-    println!("{} photos of {count} MNIST test digits per kind (seed {seed}), model {}", count * rows.len(), model.display());
-    println!("{:<12} {:>9}  {:>7}  what the photos have", "photos", "right", "");
+    println!(
+        "{} photos of {count} MNIST test digits per kind (seed {seed}), model {}",
+        count * rows.len(),
+        model.display()
+    );
+    println!(
+        "{:<12} {:>9}  {:>7}  what the photos have",
+        "photos", "right", ""
+    );
     let (mut right, mut total) = (0, 0);
     for r in &rows {
-        println!("{:<12} {:>4}/{:<4}  {:>6.2}%  {}", r.trouble.name(), r.correct, r.total, 100.0 * r.accuracy(), r.trouble.what());
+        println!(
+            "{:<12} {:>4}/{:<4}  {:>6.2}%  {}",
+            r.trouble.name(),
+            r.correct,
+            r.total,
+            100.0 * r.accuracy(),
+            r.trouble.what()
+        );
         right += r.correct;
         total += r.total;
     }
-    println!("{:<12} {:>4}/{:<4}  {:>6.2}%", "all", right, total, 100.0 * right as f64 / total as f64);
+    println!(
+        "{:<12} {:>4}/{:<4}  {:>6.2}%",
+        "all",
+        right,
+        total,
+        100.0 * right as f64 / total as f64
+    );
     if let Some(dir) = save {
         std::fs::create_dir_all(&dir)?;
         for t in Trouble::ALL {
@@ -49,14 +69,23 @@ fn main() -> anyhow::Result<()> {
             for &(i, label, answer, s) in &r.wrong {
                 let bytes = photos::photo(test.image(i), r.trouble, s);
                 let read = answer.map_or("-".into(), |a| a.to_string());
-                let name = format!("wrong_{}_{i}_label{label}_read{read}.{}", r.trouble.name().replace(' ', "_"), extension(&bytes));
+                let name = format!(
+                    "wrong_{}_{i}_label{label}_read{read}.{}",
+                    r.trouble.name().replace(' ', "_"),
+                    extension(&bytes)
+                );
                 std::fs::write(dir.join(&name), &bytes)?;
                 // What the network saw, beside the photo.
-                if let Ok(seen) = runtime::preprocess::decode(&bytes).and_then(|g| runtime::preprocess::frame(&g)) {
+                if let Ok(seen) =
+                    runtime::preprocess::decode(&bytes).and_then(|g| runtime::preprocess::frame(&g))
+                {
                     let seen = image::GrayImage::from_raw(28, 28, seen.to_vec()).expect("28×28");
                     seen.save(dir.join(format!("{name}.seen.png")))?;
                 }
-                println!("wrong: {} test digit {i}, label {label}, read {answer:?}", r.trouble.name());
+                println!(
+                    "wrong: {} test digit {i}, label {label}, read {answer:?}",
+                    r.trouble.name()
+                );
             }
         }
     }
