@@ -155,3 +155,37 @@ fn missing_model_and_missing_picture_are_named() {
         "{stderr}"
     );
 }
+
+/// `quantize -o elsewhere` writes there and nowhere else: the committed card and int8 model
+/// keep their bytes.
+#[test]
+fn quantize_to_another_file_leaves_the_committed_files_alone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let committed = ["models/mnist_cnn.json", "models/mnist_cnn_int8.rs"]
+        .map(|f| std::fs::read(root.join(f)).unwrap());
+    let out = scratch("quantize").join("x.rs");
+    let run = runtime(&[
+        "quantize",
+        "--calib-count",
+        "200",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("pub static MODEL"));
+    for (f, bytes) in ["models/mnist_cnn.json", "models/mnist_cnn_int8.rs"]
+        .iter()
+        .zip(committed)
+    {
+        assert!(
+            std::fs::read(root.join(f)).unwrap() == bytes,
+            "{f} was rewritten"
+        );
+    }
+}

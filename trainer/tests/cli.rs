@@ -82,3 +82,65 @@ fn show_draws_a_grid_and_summary_prints_the_network() {
         "{text}"
     );
 }
+
+/// Trains a tiny run twice with the same seed and exports each: the model and its card come
+/// out byte for byte the same, since the card holds no timings; a figure from a later stage
+/// survives an export of the same model and is dropped for another model.
+#[test]
+fn exporting_the_same_model_leaves_its_card_unchanged() {
+    let dir = std::env::temp_dir().join(format!("ember-trainer-card-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |name: &str, seed: &str| {
+        let out = dir.join(name);
+        let args = [
+            "train",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "512",
+            "--test-limit",
+            "200",
+        ];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["--seed", seed, "--out", out.to_str().unwrap()]);
+        assert!(trainer(&args).status.success());
+        out.join("last.bpk")
+    };
+    let export = |checkpoint: &Path| {
+        let onnx = dir.join("m.onnx");
+        let out = trainer(&[
+            "export",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            onnx.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            std::fs::read(&onnx).unwrap(),
+            std::fs::read_to_string(dir.join("m.json")).unwrap(),
+        )
+    };
+    let (a, b) = (run("a", "3"), run("b", "3"));
+    let (onnx_a, card_a) = export(&a);
+    assert!(
+        !card_a.contains("seconds") && !card_a.contains("images_per_sec"),
+        "{card_a}"
+    );
+    // A later stage's figures for this very model...
+    let mut card: card::ModelCard = serde_json::from_str(&card_a).unwrap();
+    card.int8 = Some(serde_json::from_value(serde_json::json!({
+        "output": "m_int8.rs", "calibration_images": 1, "seed": 1, "params": 1, "macs": 1,
+        "weight_bytes": 1, "arena_bytes": 1, "float_accuracy": 0.5, "int8_accuracy": 0.5, "agreement": 1.0
+    })).unwrap());
+    card.write(&dir.join("m.json")).unwrap();
+    let (onnx_b, card_b) = export(&b);
+    assert_eq!(onnx_a, onnx_b);
+    // ...are kept by the export of the same model, and the rest is unchanged.
+    assert_eq!(card_b, card.to_json());
+    let (_, card_c) = export(&run("c", "4"));
+    assert!(!card_c.contains("int8"), "{card_c}");
+}

@@ -16,8 +16,10 @@ const LIGHTING_SIDE: u32 = 64;
 const SHADE_RADIUS: f32 = 0.2;
 /// A component this far from the digit (in units of the digit's longer side) is not part of it.
 const NEAR: f32 = 0.4;
-/// A stroke-like part smaller than this share of the digit's seed is dust, even beside it.
-const SPECK: f32 = 0.05;
+/// A part smaller than this share of the digit's seed is dust, even beside it.
+const SPECK: f32 = 0.02;
+/// A part this close to the digit (in units of its longer side) is part of it, whatever its shape.
+const TOUCHING: f32 = 0.08;
 
 /// The digit found in a picture: ink intensity (0 = paper) and the threshold that separates
 /// ink from paper in it, with every pixel outside the digit's components set to 0.
@@ -98,17 +100,11 @@ fn split(ink: GrayImage) -> Option<Split> {
 /// the picture, which the strokes of a digit are too few to move, and which follows gradients
 /// and keeps a shadow's edge.
 fn paper_shade(g: &GrayImage) -> GrayImage {
-    let (coarse, _) = coarse(g);
-    let radius = (coarse.width().max(coarse.height()) as f32 * SHADE_RADIUS)
-        .round()
-        .max(1.0) as u32;
-    let shade = median_filter(&coarse, radius, radius);
-    imageops::resize(
-        &shade,
-        g.width(),
-        g.height(),
-        imageops::FilterType::Triangle,
-    )
+    on_coarse(g, |coarse, _| {
+        let long = coarse.width().max(coarse.height()) as f32;
+        let radius = (long * SHADE_RADIUS).round().max(1.0) as u32;
+        median_filter(coarse, radius, radius)
+    })
 }
 
 /// Whether the ink is darker than the paper. The border is mostly paper: when it is clearly
@@ -140,35 +136,29 @@ fn border_median(g: &GrayImage) -> u8 {
     percentile(&border, 0.5)
 }
 
-/// A copy of the picture about [`LIGHTING_SIDE`] pixels on its longer side, and the factor
-/// it was shrunk by.
-fn coarse(g: &GrayImage) -> (GrayImage, f32) {
+/// Applies `op` to a copy of the picture about [`LIGHTING_SIDE`] pixels on its longer side
+/// (given the factor it was shrunk by), and brings the result back to the picture's size:
+/// lighting is smooth, so it is estimated coarse, cheaply.
+fn on_coarse(g: &GrayImage, op: impl FnOnce(&GrayImage, f32) -> GrayImage) -> GrayImage {
     let (w, h) = g.dimensions();
     let k = (w.max(h) as f32 / LIGHTING_SIDE as f32).max(1.0);
     let (cw, ch) = (
         ((w as f32 / k).round() as u32).max(1),
         ((h as f32 / k).round() as u32).max(1),
     );
-    (
-        imageops::resize(g, cw, ch, imageops::FilterType::Triangle),
-        k,
-    )
+    let coarse = imageops::resize(g, cw, ch, imageops::FilterType::Triangle);
+    imageops::resize(&op(&coarse, k), w, h, imageops::FilterType::Triangle)
 }
 
 /// The paper's lighting (ink bright): a grey opening of a coarse copy, with a square just
 /// wider than strokes `stroke` pixels wide, removes the ink and keeps gradients and shadows,
 /// which are wider.
 fn lighting(g: &GrayImage, stroke: f32) -> GrayImage {
-    let (coarse, k) = coarse(g);
-    let widest = coarse.width().max(coarse.height()) as f32 * 0.25;
-    let radius = ((stroke / k).ceil() + 1.0).min(widest);
-    let lighting = grayscale_open(&coarse, &Mask::square((radius.round() as u8).max(1)));
-    imageops::resize(
-        &lighting,
-        g.width(),
-        g.height(),
-        imageops::FilterType::Triangle,
-    )
+    on_coarse(g, |coarse, k| {
+        let widest = coarse.width().max(coarse.height()) as f32 * 0.25;
+        let radius = ((stroke / k).ceil() + 1.0).min(widest);
+        grayscale_open(coarse, &Mask::square((radius.round() as u8).max(1)))
+    })
 }
 
 /// `g` − `paper`, saturating at 0: the ink above the paper.
@@ -204,9 +194,12 @@ fn digit_components(ink: &GrayImage, threshold: u8) -> Option<(GrayImage, (u32, 
         let mut added = false;
         for (i, p) in parts.iter().enumerate() {
             let area = p.area as f32;
-            let part_of_digit =
-                (area >= SPECK * seed_area && p.strokes()) || area >= 0.25 * seed_area;
-            if !keep[i] && part_of_digit && gap(bbox, p.bbox) <= NEAR * side {
+            let gap = gap(bbox, p.bbox);
+            // Right beside the digit any piece of ink belongs to it (a stroke broken into
+            // dots); a little further, only strokes and large parts do.
+            let part_of_digit = area >= SPECK * seed_area
+                && (gap <= TOUCHING * side || p.strokes() || area >= 0.25 * seed_area);
+            if !keep[i] && part_of_digit && gap <= NEAR * side {
                 keep[i] = true;
                 bbox = union(bbox, p.bbox);
                 added = true;
