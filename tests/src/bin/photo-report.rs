@@ -2,7 +2,7 @@
 //! thick and thin pens, specks, all together) with a model through `runtime`'s framing, and
 //! prints the accuracy for each kind of photo.
 //!
-//! `cargo run --release -p ember-tests --bin photo-report -- [--count N] [--model X.onnx] [--save DIR]`
+//! `cargo run --release -p ember-tests --bin photo-report -- [--count N] [--seed S] [--model X.onnx] [--save DIR]`
 
 use std::path::PathBuf;
 
@@ -12,8 +12,9 @@ use ember_tests::root;
 
 fn main() -> anyhow::Result<()> {
     let mut count = 300;
-    let mut model = root().join("models/mnist_cnn.onnx");
+    let mut model = PathBuf::from("models/mnist_cnn.onnx");
     let mut save: Option<PathBuf> = None;
+    let mut seed = 2026;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let value = args.next().with_context(|| format!("{a} needs a value"))?;
@@ -21,12 +22,14 @@ fn main() -> anyhow::Result<()> {
             "--count" => count = value.parse().context("--count takes a number")?,
             "--model" => model = value.into(),
             "--save" => save = Some(value.into()),
-            _ => anyhow::bail!("unknown argument {a} (--count N, --model X.onnx, --save DIR)"),
+            "--seed" => seed = value.parse().context("--seed takes a number")?,
+            _ => anyhow::bail!("unknown argument {a} (--count N, --seed S, --model X.onnx, --save DIR)"),
         }
     }
-    let classifier = runtime::classifier::Classifier::load(&model)?;
+    // The default model is the workspace's, wherever this runs from.
+    let path = if model.is_relative() && !model.exists() { root().join(&model) } else { model.clone() };
+    let classifier = runtime::classifier::Classifier::load(&path)?;
     let test = mnist::load(&root().join("data/mnist"), mnist::Split::Test)?;
-    let seed = 2026;
     let rows = photos::evaluate(&classifier, &test, count, seed)?;
     println!(
         "{} photos of {count} MNIST test digits per kind (seed {seed}), model {}",
