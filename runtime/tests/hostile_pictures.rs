@@ -40,6 +40,7 @@ fn blank_png(path: &Path, side: u32, colour: png::ColorType, depth: png::BitDept
 /// Runs `runtime classify` on `file`; returns its exit code, stdout + stderr and peak
 /// resident memory in bytes.
 #[cfg(target_os = "linux")]
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also reads its peak memory
 fn classify_measured(file: &Path) -> (i32, String, u64) {
     let out = scratch("out").join("out.txt");
     let child = Command::new(env!("CARGO_BIN_EXE_runtime"))

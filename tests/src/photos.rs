@@ -398,8 +398,7 @@ pub fn evaluate(
         });
         let pixels: Vec<u8> = framed
             .iter()
-            .map(|f| f.unwrap_or([0; mnist::PIXELS]))
-            .flatten()
+            .flat_map(|f| f.unwrap_or([0; mnist::PIXELS]))
             .collect();
         let scores = classifier
             .plan(indices.len())?

@@ -32,9 +32,7 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }
-    let (w, h) = reader(bytes)?
-        .into_dimensions()
-        .map_err(|e| decode_error(e))?;
+    let (w, h) = reader(bytes)?.into_dimensions().map_err(decode_error)?;
     if w < MIN_SIDE || h < MIN_SIDE {
         return Err(PreprocessError::TooSmall(w, h));
     }
@@ -43,7 +41,7 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage, PreprocessError> {
     }
     let _guard = (w as u64 * h as u64 > LARGE_PIXELS)
         .then(|| LARGE.lock().unwrap_or_else(|p| p.into_inner()));
-    let image = reader(bytes)?.decode().map_err(|e| decode_error(e))?;
+    let image = reader(bytes)?.decode().map_err(decode_error)?;
     Ok(shrink(&grey(image), WORK_SIDE))
 }
 

@@ -23,11 +23,17 @@ fn main() -> anyhow::Result<()> {
             "--model" => model = value.into(),
             "--save" => save = Some(value.into()),
             "--seed" => seed = value.parse().context("--seed takes a number")?,
-            _ => anyhow::bail!("unknown argument {a} (--count N, --seed S, --model X.onnx, --save DIR)"),
+            _ => anyhow::bail!(
+                "unknown argument {a} (--count N, --seed S, --model X.onnx, --save DIR)"
+            ),
         }
     }
     // The default model is the workspace's, wherever this runs from.
-    let path = if model.is_relative() && !model.exists() { root().join(&model) } else { model.clone() };
+    let path = if model.is_relative() && !model.exists() {
+        root().join(&model)
+    } else {
+        model.clone()
+    };
     let classifier = runtime::classifier::Classifier::load(&path)?;
     let test = mnist::load(&root().join("data/mnist"), mnist::Split::Test)?;
     let rows = photos::evaluate(&classifier, &test, count, seed)?;
