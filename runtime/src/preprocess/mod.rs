@@ -162,6 +162,18 @@ mod tests {
     }
 
     #[test]
+    fn a_thin_pencil_comes_out_near_mnists_stroke_width() {
+        let mut thin = canvas(400, 300, 230);
+        // The same "7" drawn with a light pencil a fiftieth of its height wide.
+        rect(&mut thin, (120, 40, 280, 44), 120);
+        rect(&mut thin, (276, 40, 280, 260), 120);
+        let drawn = frame::stroke_width(&frame::outline(&ink::find(&thin).unwrap())).unwrap();
+        assert!(drawn < 0.5 * frame::MNIST_STROKE, "{drawn}");
+        let on = frame(&thin).unwrap().iter().filter(|&&p| p > 128).count();
+        assert!((50..=170).contains(&on), "{on} pixels of ink");
+    }
+
+    #[test]
     fn blank_pages_are_refused() {
         for paper in [0u8, 255, 200] {
             let img = canvas(64, 64, paper);
