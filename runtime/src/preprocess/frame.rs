@@ -40,7 +40,7 @@ pub fn mnist_frame(ink: &Ink) -> [u8; PIXELS] {
 /// A low-resolution digit's own grey levels, its faint edge included, stretched so that its
 /// strongest ink is 255.
 fn stretched(ink: &Ink) -> GrayImage {
-    let edge = ink.threshold / 4;
+    let edge = ink.threshold / 8;
     let peak = ink.ink.pixels().map(|p| p.0[0]).max().unwrap_or(255).max(1) as u32;
     GrayImage::from_fn(ink.ink.width(), ink.ink.height(), |x, y| {
         let v = ink.ink.get_pixel(x, y).0[0];

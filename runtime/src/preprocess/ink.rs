@@ -12,6 +12,8 @@ use imageproc::region_labelling::{connected_components, Connectivity};
 const MIN_INK: u8 = 24;
 /// Side of the coarse picture the paper's lighting is estimated on.
 const LIGHTING_SIDE: u32 = 64;
+/// Pictures smaller than this (longer side, pixels) are taken to be evenly lit.
+const SMALL_PICTURE: u32 = 64;
 /// Radius of the median that estimates the paper's shade, as a share of the longer side.
 const SHADE_RADIUS: f32 = 0.2;
 /// A component this far from the digit (in units of the digit's longer side) is not part of it.
@@ -41,7 +43,14 @@ pub fn find(grey: &GrayImage) -> Option<Ink> {
     } else {
         grey.clone()
     };
-    let mut shade = paper_shade(&g);
+    // A picture as small as a scan of one digit has no room for lighting to vary: its paper
+    // is one shade, the border's, and the digit fills too much of it for a median to see past.
+    let small = long < SMALL_PICTURE;
+    let mut shade = if small {
+        GrayImage::from_pixel(g.width(), g.height(), Luma([border_median(&g)]))
+    } else {
+        paper_shade(&g)
+    };
     if dark_ink(&g, &shade) {
         imageops::invert(&mut g);
         imageops::invert(&mut shade);
@@ -49,14 +58,18 @@ pub fn find(grey: &GrayImage) -> Option<Ink> {
     // A first look against the paper's shade (a wide median, which follows shadows and
     // gradients) finds the digit and measures its strokes. The second takes the lighting as
     // an opening just wider than those strokes, which never eats into thick ink.
-    let first = split(minus(&g, &shade))?;
-    let width = super::frame::stroke_width(&first.mask).unwrap_or(1.0);
+    let first = split(minus(&g, &shade), small)?;
     let Split {
         ink,
         mask,
         threshold,
         bbox,
-    } = split(minus(&g, &lighting(&g, width))).unwrap_or(first);
+    } = if small {
+        first
+    } else {
+        let width = super::frame::stroke_width(&first.mask).unwrap_or(1.0);
+        split(minus(&g, &lighting(&g, width)), false).unwrap_or(first)
+    };
     Some(Ink {
         ink: ink_inside(&ink, &mask),
         threshold,
@@ -73,9 +86,16 @@ struct Split {
 }
 
 /// Chooses the threshold for ink above the paper and picks the digit's components.
-fn split(ink: GrayImage) -> Option<Split> {
-    let paper = median(&ink);
-    let noise = mad(&ink, paper);
+fn split(ink: GrayImage, flat_paper: bool) -> Option<Split> {
+    // The paper is most of a page, so the median is the paper's level. A scan of one digit may
+    // be mostly ink, but there the paper's one shade has already been taken away.
+    // Its grain, too, is then left to Otsu, which sees plenty of ink to split from.
+    let (paper, noise) = if flat_paper {
+        (0, 0)
+    } else {
+        let paper = percentile(&histogram(&ink), 0.5);
+        (paper, mad(&ink, paper))
+    };
     let peak = ink.pixels().map(|p| p.0[0]).max().unwrap_or(0);
     if peak.saturating_sub(paper) < MIN_INK.max(noise.saturating_mul(6)) {
         return None;
@@ -319,10 +339,6 @@ fn percentile(h: &[u32; 256], q: f64) -> u8 {
         }
     }
     255
-}
-
-fn median(g: &GrayImage) -> u8 {
-    percentile(&histogram(g), 0.5)
 }
 
 /// Robust spread of the paper's grain: the median absolute deviation from `centre`, × 1.48.

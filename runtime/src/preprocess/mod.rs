@@ -174,6 +174,28 @@ mod tests {
     }
 
     #[test]
+    fn a_digit_filling_a_tiny_scan_is_read_not_refused() {
+        // An 8×8 scan, white ink on black as the UCI digits are, where the digit is more than
+        // half the picture: the paper's level is the border's, not the picture's median.
+        let rows = [
+            "........", ".######.", ".######.", ".##.###.", ".##.###.", ".######.", ".######.",
+            "........",
+        ];
+        let img = GrayImage::from_fn(8, 8, |x, y| {
+            image::Luma([if rows[y as usize].as_bytes()[x as usize] == b'#' {
+                240
+            } else {
+                0
+            }])
+        });
+        let out = frame(&img).unwrap();
+        let on = out.iter().filter(|&&p| p > 128).count();
+        // A 20×20 block with its small hole kept open.
+        assert!((300..=395).contains(&on), "{on} pixels of ink");
+        assert_eq!(out[0], 0);
+    }
+
+    #[test]
     fn blank_pages_are_refused() {
         for paper in [0u8, 255, 200] {
             let img = canvas(64, 64, paper);
