@@ -280,22 +280,7 @@ fn expand(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Preprocesses `files` on every core; results in input order.
 fn preprocess_all(files: &[PathBuf]) -> Vec<Result<[u8; PIXELS], preprocess::PreprocessError>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    let chunk = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|f| preprocess::load(f)).collect::<Vec<_>>())
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("preprocessing never panics"))
-            .collect()
-    })
+    preprocess::on_all_cores(files, |f| preprocess::load(f))
 }
 
 /// Which ways of running the network `classify` uses.

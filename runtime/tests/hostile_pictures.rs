@@ -67,11 +67,23 @@ fn classify_measured(file: &Path) -> (i32, String, u64) {
     )
 }
 
+/// Asserts that `runtime classify` refused `file` in one line naming it and `reason`, and
+/// stayed under 1 GiB resident; returns its peak memory in bytes.
+#[cfg(target_os = "linux")]
+fn refused_in_bounded_memory(file: &Path, reason: &str) -> u64 {
+    let (code, text, rss) = classify_measured(file);
+    let name = file.file_name().unwrap().to_string_lossy();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&*name) && text.contains(reason), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(rss < 1 << 30, "peak RSS {} MiB", rss >> 20);
+    rss
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn a_16000_pixel_blank_page_is_refused_in_bounded_memory() {
-    let dir = scratch("blank");
-    let path = dir.join("blank-16000.png");
+    let path = scratch("blank").join("blank-16000.png");
     blank_png(
         &path,
         16_000,
@@ -79,34 +91,20 @@ fn a_16000_pixel_blank_page_is_refused_in_bounded_memory() {
         png::BitDepth::Eight,
     );
     assert!(std::fs::metadata(&path).unwrap().len() < 2 << 20);
-    let (code, text, rss) = classify_measured(&path);
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("blank-16000.png") && text.contains("blank"),
-        "{text}"
-    );
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(rss < 1 << 30, "peak RSS {} MiB", rss >> 20);
+    let rss = refused_in_bounded_memory(&path, "blank");
     eprintln!("16000×16000 blank page: peak RSS {} MiB", rss >> 20);
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn a_picture_claiming_gigabytes_is_refused_before_decoding() {
-    let dir = scratch("claims");
     // 16-bit grey: 512 MiB decoded, twice the limit.
-    let path = dir.join("grey16-16384.png");
+    let path = scratch("claims").join("grey16-16384.png");
     blank_png(
         &path,
         16_384,
         png::ColorType::Grayscale,
         png::BitDepth::Sixteen,
     );
-    let (code, text, rss) = classify_measured(&path);
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("grey16-16384.png") && text.contains("too large"),
-        "{text}"
-    );
-    assert!(rss < 1 << 30, "peak RSS {} MiB", rss >> 20);
+    refused_in_bounded_memory(&path, "too large");
 }

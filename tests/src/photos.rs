@@ -371,30 +371,13 @@ pub fn evaluate(
     seed: u64,
 ) -> anyhow::Result<Vec<Row>> {
     let indices = digits(test, count, seed);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     for trouble in Trouble::ALL {
-        let framed: Vec<Option<[u8; mnist::PIXELS]>> = std::thread::scope(|s| {
-            let workers: Vec<_> = indices
-                .chunks(count.div_ceil(threads).max(1))
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|&i| {
-                                let bytes =
-                                    photo(test.image(i), trouble, photo_seed(trouble, i, seed));
-                                runtime::preprocess::decode(&bytes)
-                                    .and_then(|g| runtime::preprocess::frame(&g))
-                                    .ok()
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().expect("framing never panics"))
-                .collect()
+        let framed = runtime::preprocess::on_all_cores(&indices, |&i| {
+            let bytes = photo(test.image(i), trouble, photo_seed(trouble, i, seed));
+            runtime::preprocess::decode(&bytes)
+                .and_then(|g| runtime::preprocess::frame(&g))
+                .ok()
         });
         let pixels: Vec<u8> = framed
             .iter()

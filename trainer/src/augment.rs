@@ -33,13 +33,7 @@ pub fn augment(image: &[u8], seed: u64) -> [u8; PIXELS] {
 fn warp(image: &[u8], angle: f32, scale: f32, dx: f32, dy: f32) -> [u8; PIXELS] {
     let c = SIDE as f32 / 2.0 - 0.5;
     let (sin, cos) = angle.sin_cos();
-    let at = |x: i32, y: i32| -> f32 {
-        if (0..SIDE as i32).contains(&x) && (0..SIDE as i32).contains(&y) {
-            image[y as usize * SIDE + x as usize] as f32
-        } else {
-            0.0
-        }
-    };
+    let at = |x: i32, y: i32| pixel(image, x, y) as f32;
     let mut out = [0u8; PIXELS];
     for (i, o) in out.iter_mut().enumerate() {
         let (x, y) = ((i % SIDE) as f32 - c - dx, (i / SIDE) as f32 - c - dy);
@@ -66,17 +60,23 @@ fn restroke(image: &[u8; PIXELS], amount: f32) -> [u8; PIXELS] {
         let (x, y) = ((i % SIDE) as i32, (i / SIDE) as i32);
         let mut m = image[i];
         for (nx, ny) in (-1..=1).flat_map(|a| (-1..=1).map(move |b| (x + a, y + b))) {
-            let v = if (0..SIDE as i32).contains(&nx) && (0..SIDE as i32).contains(&ny) {
-                image[ny as usize * SIDE + nx as usize]
-            } else {
-                0
-            };
+            let v = pixel(image, nx, ny);
             m = if thicker { m.max(v) } else { m.min(v) };
         }
         let t = amount.abs();
         *o = (image[i] as f32 * (1.0 - t) + m as f32 * t).round() as u8;
     }
     out
+}
+
+/// Pixel (x, y) of a 28×28 digit; outside it is background.
+fn pixel(image: &[u8], x: i32, y: i32) -> u8 {
+    let inside = (0..SIDE as i32).contains(&x) && (0..SIDE as i32).contains(&y);
+    if inside {
+        image[y as usize * SIDE + x as usize]
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]

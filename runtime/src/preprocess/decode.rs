@@ -42,7 +42,7 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage, PreprocessError> {
     let _guard = (w as u64 * h as u64 > LARGE_PIXELS)
         .then(|| LARGE.lock().unwrap_or_else(|p| p.into_inner()));
     let image = reader(bytes)?.decode().map_err(decode_error)?;
-    Ok(shrink(&grey(image), WORK_SIDE))
+    Ok(shrink(grey(image), WORK_SIDE))
 }
 
 fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, PreprocessError> {
@@ -81,11 +81,11 @@ fn grey(image: DynamicImage) -> GrayImage {
 
 /// Averages `k`×`k` blocks so that the longer side is at most `side`: memory stays at the
 /// output's size, and averaging keeps thin strokes as fainter, not missing, ink.
-fn shrink(image: &GrayImage, side: u32) -> GrayImage {
+fn shrink(image: GrayImage, side: u32) -> GrayImage {
     let (w, h) = image.dimensions();
     let k = w.max(h).div_ceil(side);
     if k <= 1 {
-        return image.clone();
+        return image;
     }
     let (nw, nh) = (w.div_ceil(k), h.div_ceil(k));
     let mut sums = vec![(0u32, 0u32); (nw * nh) as usize];
@@ -109,9 +109,9 @@ mod tests {
         let img = GrayImage::from_fn(2048, 1000, |x, _| {
             Luma([if x % 2 == 0 { 200 } else { 100 }])
         });
-        let small = shrink(&img, 1024);
+        let small = shrink(img.clone(), 1024);
         assert_eq!(small.dimensions(), (1024, 500));
         assert!(small.pixels().all(|p| p.0[0] == 150));
-        assert_eq!(shrink(&img, 4096), img);
+        assert_eq!(shrink(img.clone(), 4096), img);
     }
 }

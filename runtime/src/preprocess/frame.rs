@@ -56,12 +56,13 @@ fn stretched(ink: &Ink) -> GrayImage {
 fn scaled_and_centred(crop: &GrayImage) -> [u8; PIXELS] {
     let (w, h) = crop.dimensions();
     let scale = 20.0 / w.max(h) as f32;
-    let (nw, nh) = (
-        ((w as f32 * scale).round() as u32).max(1),
-        ((h as f32 * scale).round() as u32).max(1),
-    );
-    let small = imageops::resize(crop, nw, nh, imageops::FilterType::Triangle);
-    centre(&small)
+    centre(&scaled(crop, scale, imageops::FilterType::Triangle))
+}
+
+/// `g` resized by `factor` (each side at least 1 px) with `filter`.
+fn scaled(g: &GrayImage, factor: f32, filter: imageops::FilterType) -> GrayImage {
+    let side = |n: u32| ((n as f32 * factor).round() as u32).max(1);
+    imageops::resize(g, side(g.width()), side(g.height()), filter)
 }
 
 /// The digit's sharp outline at [`OUTLINE_SIDE`]: its ink resampled, then thresholded.
@@ -73,17 +74,12 @@ pub fn outline(ink: &Ink) -> GrayImage {
     let cy1 = (y1 + margin).min(ink.ink.height() - 1);
     let crop = imageops::crop_imm(&ink.ink, cx0, cy0, cx1 - cx0 + 1, cy1 - cy0 + 1).to_image();
     let f = OUTLINE_SIDE as f32 / ((x1 - x0).max(y1 - y0) + 1) as f32;
-    let (w, h) = crop.dimensions();
-    let (nw, nh) = (
-        ((w as f32 * f).round() as u32).max(1),
-        ((h as f32 * f).round() as u32).max(1),
-    );
     let filter = if f < 1.0 {
         imageops::FilterType::Triangle
     } else {
         imageops::FilterType::CatmullRom
     };
-    let mut g = imageops::resize(&crop, nw, nh, filter);
+    let mut g = scaled(&crop, f, filter);
     g.pixels_mut()
         .for_each(|p| p.0[0] = if p.0[0] > ink.threshold { 255 } else { 0 });
     g
@@ -130,7 +126,12 @@ pub fn stroke_width(outline: &GrayImage) -> Option<f32> {
             boundary += 1;
         }
     }
-    (boundary > 0).then(|| 2.0 * area as f32 / boundary as f32)
+    (boundary > 0).then(|| width(area, boundary))
+}
+
+/// The width of strokes covering `area` pixels with `boundary` edge pixels.
+pub(super) fn width(area: u32, boundary: u32) -> f32 {
+    2.0 * area as f32 / boundary.max(1) as f32
 }
 
 fn bbox(g: &GrayImage) -> Option<(u32, u32, u32, u32)> {

@@ -306,8 +306,7 @@ impl Part {
     /// 0.3 of its longer side), rather than a solid blob.
     fn strokes(&self) -> bool {
         let side = (self.bbox.2 - self.bbox.0).max(self.bbox.3 - self.bbox.1) + 1;
-        let width = 2.0 * self.area as f32 / self.boundary.max(1) as f32;
-        width < 0.3 * side as f32
+        super::frame::width(self.area, self.boundary) < 0.3 * side as f32
     }
 }
 

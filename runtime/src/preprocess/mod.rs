@@ -60,6 +60,26 @@ pub fn load(path: &Path) -> Result<[u8; PIXELS], PreprocessError> {
     frame(&decode(&bytes)?)
 }
 
+/// `f` applied to every item, the items split evenly over every core; results in input order.
+/// Pictures are framed this way, so a folder of them takes the time of its share per core.
+pub fn on_all_cores<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("preprocessing never panics"))
+            .collect()
+    })
+}
+
 /// MNIST framing of a decoded grey picture.
 pub fn frame(grey: &GrayImage) -> Result<[u8; PIXELS], PreprocessError> {
     let ink = ink::find(grey).ok_or(PreprocessError::Blank)?;
