@@ -8,7 +8,7 @@ use firmware::board::{fail, stack_used, Clock};
 
 #[allow(dead_code)]
 mod model {
-    include!("../../models/mnist_cnn_int8.rs");
+    include!("../models/mnist_cnn_int8.rs");
 }
 
 #[allow(dead_code)]
@@ -77,7 +77,7 @@ fn main() -> ! {
         }
         let _ = writeln!(out);
     }
-    let per = |ticks: u64| clock.instructions(ticks) / n as u64;
+    let per = |ticks: u64| clock.instructions(ticks) / (n as u64).max(1);
     let _ = writeln!(out, "accuracy {correct}/{n}");
     for (i, name) in model::LAYER_NAMES.iter().enumerate().take(layers) {
         if model::MODEL.fused(i) {

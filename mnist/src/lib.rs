@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
+mod data_dir;
+pub use data_dir::{data_dir, NotFound, DEFAULT_DIR, ENV as DATA_ENV, FILES, MIRROR};
+
 /// Side length of an MNIST image.
 pub const SIDE: usize = 28;
 /// Pixels in one MNIST image.
@@ -109,7 +112,7 @@ impl Split {
 }
 
 /// Labelled 28×28 grey images, stored row-major, one byte per pixel (0 = background).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dataset {
     pixels: Vec<u8>,
     labels: Vec<u8>,

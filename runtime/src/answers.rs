@@ -55,25 +55,36 @@ pub fn float(classifier: &Classifier, images: &[&[u8; PIXELS]]) -> anyhow::Resul
         .collect())
 }
 
-/// Int8 answers through the firmware's kernels on the host, the model quantized with the
-/// defaults (the same model `runtime quantize` writes and the firmware embeds).
-pub fn host_int8(classifier: &Classifier, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
+/// Int8 answers through the firmware's kernels on the host. The model is the committed int8
+/// model when it was quantized from this very ONNX (what the firmware embeds), else the ONNX
+/// quantized with the defaults, calibrated on the MNIST found from `data`.
+pub fn host_int8(
+    classifier: &Classifier,
+    data: Option<&Path>,
+    images: &[&[u8; PIXELS]],
+) -> anyhow::Result<Vec<Answer>> {
     if images.is_empty() {
         return Ok(Vec::new());
     }
+    if let Some(model) = crate::embedded::int8_model(&classifier.sha256) {
+        return run_int8(model, images);
+    }
     let q = quantize::quantize_mnist(
         classifier,
-        Path::new("data/mnist"),
+        &mnist::data_dir(data)?,
         quantize::DEFAULT_CALIB_COUNT,
         quantize::DEFAULT_CALIB_SEED,
     )?;
     let layers = q.firmware_layers();
-    let model = q.firmware_model(&layers);
+    run_int8(&q.firmware_model(&layers), images)
+}
+
+fn run_int8(model: &firmware::Model, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
     let mut arena = vec![0i8; model.arena_bytes];
     images
         .iter()
         .map(|image| {
-            let out = firmware::run(&model, &image[..], &mut arena)
+            let out = firmware::run(model, &image[..], &mut arena)
                 .map_err(|e| anyhow::anyhow!("int8 model: {e:?}"))?;
             Ok(Answer::new(softmax(&out.scores), Some(out.logits), None))
         })

@@ -5,6 +5,7 @@ pub mod answers;
 pub mod bench;
 pub mod classifier;
 pub mod device;
+pub mod embedded;
 pub mod eval;
 pub mod inspect;
 pub mod preprocess;

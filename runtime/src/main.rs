@@ -10,7 +10,7 @@ use mnist::{Split, PIXELS};
 use runtime::answers::{self, Answer};
 use runtime::classifier::Classifier;
 use runtime::device::Device;
-use runtime::{eval, inspect, preprocess, quantize};
+use runtime::{embedded, eval, inspect, preprocess, quantize};
 use serde_json::json;
 
 /// Run ONNX digit classifiers on the desktop with tract.
@@ -18,13 +18,11 @@ use serde_json::json;
 /// Any ONNX classifier with one 28×28 grey input ([N,1,28,28], [N,28,28,1], [N,28,28] or
 /// [N,784]) and 10 outputs works; the default is Ember's own model.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version = env!("EMBER_VERSION"), about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
-
-const DEFAULT_MODEL: &str = "models/mnist_cnn.onnx";
 
 #[derive(Subcommand)]
 enum Command {
@@ -33,15 +31,19 @@ enum Command {
     /// Each picture is framed as MNIST digits are: background detected (dark ink on light
     /// paper is inverted), cropped to the ink, scaled to 20 px, centred by mass in 28×28.
     Classify {
-        /// The ONNX model.
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        model: PathBuf,
+        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         /// Run the int8 model through the firmware's kernels (quantized with the defaults).
         #[arg(long)]
         int8: bool,
+        /// Folder holding the MNIST files, to calibrate --int8 for a model other than the
+        /// embedded one [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Write the 28×28 input the network saw to this PNG (one picture only).
         #[arg(long)]
         save_input: Option<PathBuf>,
@@ -68,12 +70,12 @@ enum Command {
     },
     /// Accuracy on the 10,000 MNIST test images, confusion matrix and the mistakes as PNGs.
     Eval {
-        /// The ONNX model.
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        model: PathBuf,
-        /// Folder holding the MNIST files.
-        #[arg(long, default_value = "data/mnist")]
-        data: PathBuf,
+        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Folder holding the MNIST files [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Evaluate the int8 model through the firmware's kernels (quantized with the defaults).
         #[arg(long)]
         int8: bool,
@@ -86,18 +88,19 @@ enum Command {
     },
     /// Single-image latency (p50/p90/p99) and throughput per batch size, one thread.
     Bench {
-        /// The ONNX model.
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        model: PathBuf,
+        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Batch sizes for throughput.
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         batch: Vec<usize>,
         /// Timed single-image runs (after 200 warm-up runs).
         #[arg(long, default_value_t = 5000)]
         runs: usize,
-        /// Folder holding the MNIST files (the inputs are real test digits).
-        #[arg(long, default_value = "data/mnist")]
-        data: PathBuf,
+        /// Folder holding the MNIST files, whose test digits are the inputs [default:
+        /// $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Time round trips to a device instead (`qemu`, `qemu:m3`, `qemu:m4` or a serial
         /// port), one request at a time.
         #[arg(long)]
@@ -121,12 +124,13 @@ enum Command {
     /// weights per channel, prints a per-layer table, and measures float vs int8 accuracy on the
     /// 10,000 test images by running the firmware's kernels on the host.
     Quantize {
-        /// The ONNX model.
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        model: PathBuf,
-        /// Folder holding the MNIST files (training images calibrate, test images measure).
-        #[arg(long, default_value = "data/mnist")]
-        calib: PathBuf,
+        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Folder holding the MNIST files: training images calibrate, test images measure
+        /// [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        calib: Option<PathBuf>,
         /// Training images used for calibration, drawn with --seed.
         #[arg(long, default_value_t = quantize::DEFAULT_CALIB_COUNT)]
         calib_count: usize,
@@ -143,9 +147,9 @@ enum Command {
     },
     /// Inputs, outputs, operators, parameters, and whether Ember's int8 firmware can run it.
     Inspect {
-        /// The ONNX model.
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        model: PathBuf,
+        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -168,6 +172,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             model,
             json,
             int8,
+            data,
             save_input,
             device,
             baud,
@@ -187,10 +192,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let how = How {
                 int8,
+                data,
                 compare,
                 device,
             };
-            classify(&model, json, how, save_input.as_deref(), &images)
+            let classifier = embedded::classifier(model.as_deref())?;
+            classify(&classifier, json, how, save_input.as_deref(), &images)
         }
         Command::Eval {
             model,
@@ -198,7 +205,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             int8,
             out,
             json,
-        } => evaluate(&model, &data, int8, &out, json),
+        } => evaluate(
+            &embedded::classifier(model.as_deref())?,
+            &mnist::data_dir(data.as_deref())?,
+            int8,
+            &out,
+            json,
+        ),
         Command::Quantize {
             model,
             calib,
@@ -206,7 +219,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             output,
             json,
-        } => quantize_command(&model, &calib, calib_count, seed, output.as_deref(), json),
+        } => quantize_command(
+            &embedded::classifier(model.as_deref())?,
+            &mnist::data_dir(calib.as_deref())?,
+            calib_count,
+            seed,
+            output.as_deref(),
+            json,
+        ),
         Command::Bench {
             model,
             batch,
@@ -218,11 +238,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             firmware,
             json,
         } => {
-            let classifier = Classifier::load(&model)?;
+            let classifier = embedded::classifier(model.as_deref())?;
             let mut device =
                 runtime::device::open(&spec, baud, firmware.as_deref(), Duration::from_secs(10))?;
             answers::check_model(&device, &classifier)?;
-            let test = mnist::load(&data, Split::Test)?;
+            let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
             let report = runtime::bench::device(&mut device, test.pixels(), requests)?;
             let _ = (batch, runs);
             if json {
@@ -239,9 +259,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
             json,
             ..
-        } => bench(&model, &batch, runs, &data, json),
+        } => bench(
+            &embedded::classifier(model.as_deref())?,
+            &batch,
+            runs,
+            &mnist::data_dir(data.as_deref())?,
+            json,
+        ),
         Command::Inspect { model, json } => {
-            let report = inspect::inspect(&Classifier::load(&model)?);
+            let report = inspect::inspect(&embedded::classifier(model.as_deref())?);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -287,6 +313,8 @@ fn preprocess_all(files: &[PathBuf]) -> Vec<Result<[u8; PIXELS], preprocess::Pre
 struct How {
     /// The answer printed is the host int8 one.
     int8: bool,
+    /// Where MNIST is, to calibrate the host int8 model when it must be quantized.
+    data: Option<PathBuf>,
     /// Print every way's answer side by side.
     compare: bool,
     /// The answer printed is this device's.
@@ -314,7 +342,10 @@ fn all_answers(
         ways.push(("device", answers::device(device, images)?));
     }
     if how.int8 || how.compare {
-        ways.push(("host-int8", answers::host_int8(classifier, images)?));
+        ways.push((
+            "host-int8",
+            answers::host_int8(classifier, how.data.as_deref(), images)?,
+        ));
     }
     if !(how.int8 || how.device.is_some()) || how.compare {
         ways.push(("float", answers::float(classifier, images)?));
@@ -323,13 +354,12 @@ fn all_answers(
 }
 
 fn classify(
-    model: &Path,
+    classifier: &Classifier,
     json: bool,
     mut how: How,
     save_input: Option<&Path>,
     inputs: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
-    let classifier = Classifier::load(model)?;
     let files = expand(inputs)?;
     if save_input.is_some() && files.len() != 1 {
         anyhow::bail!(
@@ -339,7 +369,7 @@ fn classify(
     }
     let framed = preprocess_all(&files);
     let ok: Vec<&[u8; PIXELS]> = framed.iter().filter_map(|r| r.as_ref().ok()).collect();
-    let ways = all_answers(&classifier, &mut how, &ok)?;
+    let ways = all_answers(classifier, &mut how, &ok)?;
     if let (Some(device), false) = (&how.device, json) {
         let i = &device.info;
         println!(
@@ -462,18 +492,17 @@ fn save_28x28(pixels: &[u8; PIXELS], path: &Path) -> anyhow::Result<()> {
 }
 
 fn evaluate(
-    model: &Path,
+    classifier: &Classifier,
     data: &Path,
     int8: bool,
     out: &Path,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let classifier = Classifier::load(model)?;
     let test = mnist::load(data, Split::Test)?;
     let started = Instant::now();
     let predictions = if int8 {
         let q = quantize::quantize_mnist(
-            &classifier,
+            classifier,
             data,
             quantize::DEFAULT_CALIB_COUNT,
             quantize::DEFAULT_CALIB_SEED,
@@ -483,13 +512,14 @@ fn evaluate(
             .map(|l| runtime::classifier::argmax(l) as u8)
             .collect()
     } else {
-        eval::predict_all(&classifier, &test)?
+        eval::predict_all(classifier, &test)?
     };
     let seconds = started.elapsed().as_secs_f64();
     let report = eval::Report::new(test.labels(), &predictions);
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create output folder", out.display()))?;
-    let name = model
+    let name = classifier
+        .path()
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let kind = if int8 {
@@ -523,7 +553,7 @@ fn evaluate(
         let per_class: Vec<_> =
             (0..10).map(|c| json!({"digit": c, "precision": report.precision(c), "recall": report.recall(c)})).collect();
         let doc = json!({
-            "model": model, "sha256": classifier.sha256, "images": report.images, "correct": report.correct,
+            "model": classifier.path(), "sha256": classifier.sha256, "images": report.images, "correct": report.correct,
             "accuracy": report.accuracy(), "per_class": per_class, "confusion": report.confusion,
             "mistakes": report.mistakes, "seconds": seconds,
         });
@@ -541,16 +571,15 @@ fn evaluate(
 }
 
 fn bench(
-    model: &Path,
+    classifier: &Classifier,
     batches: &[usize],
     runs: usize,
     data: &Path,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let classifier = Classifier::load(model)?;
     let test = mnist::load(data, Split::Test)?;
     let inputs = classifier.scale_pixels(test.pixels());
-    let report = runtime::bench::run(&classifier, &inputs, batches, runs.max(1000))?;
+    let report = runtime::bench::run(classifier, &inputs, batches, runs.max(1000))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -560,20 +589,26 @@ fn bench(
 }
 
 fn quantize_command(
-    model: &Path,
+    classifier: &Classifier,
     calib: &Path,
     count: usize,
     seed: u64,
     output: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let embedded = embedded::is_embedded(classifier);
+    // The embedded model has no folder of its own: its int8 model goes to the working folder.
+    let model = match embedded {
+        true => Path::new("mnist_cnn.onnx"),
+        false => classifier.path(),
+    };
     let beside_model = quantize::codegen::default_output(model);
     let output = output.unwrap_or(&beside_model);
-    let classifier = Classifier::load(model)?;
-    let q = quantize::quantize_mnist(&classifier, calib, count, seed)?;
-    let command = quantize::codegen::command_line(model, calib, count, seed, output);
+    let q = quantize::quantize_mnist(classifier, calib, count, seed)?;
+    let given_model = (!embedded).then_some(model);
+    let command = quantize::codegen::command_line(given_model, calib, count, seed, output);
     let provenance = quantize::codegen::Provenance {
-        onnx: &model.display().to_string(),
+        onnx: &classifier.path().display().to_string(),
         sha256: &classifier.sha256,
         command: &command,
     };
@@ -581,7 +616,7 @@ fn quantize_command(
     std::fs::write(output, &source)
         .with_context(|| format!("{}: cannot write", output.display()))?;
     let test = mnist::load(calib, Split::Test)?;
-    let cost = quantize::cost(&classifier, &q, &test)?;
+    let cost = quantize::cost(classifier, &q, &test)?;
     let layers = q.firmware_layers();
     let fw = q.firmware_model(&layers);
     let rows: Vec<serde_json::Value> = layers
@@ -613,12 +648,12 @@ fn quantize_command(
         .collect();
     let total = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
     let summary = json!({
-        "model": model, "onnx_sha256": classifier.sha256, "output": output, "calibration_images": count, "seed": seed,
+        "model": classifier.path(), "onnx_sha256": classifier.sha256, "output": output, "calibration_images": count, "seed": seed,
         "layers": rows, "params": total("params"), "macs": total("macs"), "weight_bytes": total("weight_bytes"),
         "arena_bytes": fw.arena_bytes, "float_accuracy": cost.float_accuracy, "int8_accuracy": cost.int8_accuracy,
         "agreement": cost.agreement, "test_images": cost.images,
     });
-    if output == beside_model {
+    if output == beside_model && !embedded {
         update_card(model, &summary)?;
     }
     if json {

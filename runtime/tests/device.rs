@@ -26,7 +26,8 @@ fn root() -> PathBuf {
 }
 
 fn service(board: Board) -> PathBuf {
-    qemu::build(board, "serve", "", &root().join("target")).unwrap()
+    // The service built into runtime, as an installed runtime runs it.
+    qemu::service_elf(board, None).unwrap()
 }
 
 fn connect(board: Board) -> Device {
@@ -147,10 +148,8 @@ fn bad_frames_get_errors_and_the_service_goes_on() {
 #[test]
 fn a_serial_port_path_reaches_the_device() {
     // QEMU puts the board's UART on a pseudo-terminal and names it on stdout.
-    let mut qemu = Command::new("bash")
-        .arg(root().join("firmware/qemu-run.sh"))
-        .args([M4F.machine, service(M4F).to_str().unwrap()])
-        .env("EMBER_SERIAL", "pty")
+    let mut qemu = qemu::command(M4F, &service(M4F), "pty")
+        .unwrap()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -47,7 +47,7 @@ fn regenerating_the_committed_model_gives_identical_bytes() {
         Path::new("models/mnist_cnn_int8.rs"),
     );
     let command = codegen::command_line(
-        model,
+        Some(model),
         calib,
         quantize::DEFAULT_CALIB_COUNT,
         quantize::DEFAULT_CALIB_SEED,

@@ -43,15 +43,12 @@ pub fn run_qemu(board: Board, elf: &Path, timeout: Duration) -> anyhow::Result<R
     ));
     std::fs::create_dir_all(&dir)?;
     let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Command::new("bash")
-        .arg(root().join("firmware/qemu-run.sh"))
-        .arg(board.machine)
-        .arg(elf)
+    let mut child = runtime::device::qemu::command(board, elf, "none")?
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path)?)
         .stderr(std::fs::File::create(&err_path)?)
         .spawn()
-        .context("cannot start QEMU (bash firmware/install-qemu.sh installs it)")?;
+        .context("cannot start QEMU")?;
     let started = Instant::now();
     let code = loop {
         if let Some(status) = child.try_wait()? {

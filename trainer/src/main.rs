@@ -16,7 +16,7 @@ use trainer::{export, summary};
 ///
 /// The usual path: `trainer train`, then `trainer export models/mnist_cnn.onnx`.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version = env!("EMBER_VERSION"), about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,9 +29,9 @@ enum Command {
     /// Writes into --out: last.bpk and best.bpk (checkpoints), run.json and history.csv
     /// (per-epoch figures) and curves.png (training curves).
     Train {
-        /// Folder holding the four MNIST files (gzipped or raw).
-        #[arg(long, default_value = "data/mnist")]
-        data: PathBuf,
+        /// Folder holding the MNIST files [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Network to train: `cnn` (Ember's, for microcontrollers) or `mlp` (the tutorial's).
         #[arg(long, value_enum, default_value = "cnn")]
         arch: Arch,
@@ -66,9 +66,9 @@ enum Command {
         /// Checkpoint written by `trainer train`.
         #[arg(long, default_value = "runs/cnn/last.bpk")]
         checkpoint: PathBuf,
-        /// Folder holding the MNIST files, to measure the test accuracy for the model card.
-        #[arg(long, default_value = "data/mnist")]
-        data: PathBuf,
+        /// Folder holding the MNIST files [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Model card to write or update [default: the ONNX path with .json].
         #[arg(long)]
         card: Option<PathBuf>,
@@ -83,9 +83,9 @@ enum Command {
     },
     /// Draw a grid of sample digits with their labels to a PNG.
     Show {
-        /// Folder holding the MNIST files.
-        #[arg(long, default_value = "data/mnist")]
-        data: PathBuf,
+        /// Folder holding the MNIST files [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// How many digits, from the first.
         #[arg(long, default_value_t = 20)]
         count: usize,
@@ -100,9 +100,9 @@ enum Command {
         /// Checkpoint written by `trainer train`.
         #[arg(long, default_value = "runs/cnn/last.bpk")]
         checkpoint: PathBuf,
-        /// Folder holding the MNIST files.
-        #[arg(long, default_value = "data/mnist")]
-        data: PathBuf,
+        /// Folder holding the MNIST files [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Index of the test image (0-9999).
         #[arg(long)]
         index: usize,
@@ -143,7 +143,13 @@ fn run(command: Command) -> anyhow::Result<()> {
                 augment,
             };
             let out = out.unwrap_or_else(|| Path::new("runs").join(arch.name()));
-            train_command(&data, config, &out, train_limit, test_limit)
+            train_command(
+                &mnist::data_dir(data.as_deref())?,
+                config,
+                &out,
+                train_limit,
+                test_limit,
+            )
         }
         Command::Export {
             checkpoint,
@@ -152,7 +158,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             output,
         } => {
             let card = card.unwrap_or_else(|| output.with_extension("json"));
-            export_command(&checkpoint, &data, &output, &card)
+            export_command(
+                &checkpoint,
+                &mnist::data_dir(data.as_deref())?,
+                &output,
+                &card,
+            )
         }
         Command::Summary { arch } => {
             print!("{}", summary::table(arch));
@@ -163,12 +174,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             count,
             test,
             output,
-        } => show_command(&data, count, test, &output),
+        } => show_command(&mnist::data_dir(data.as_deref())?, count, test, &output),
         Command::Predict {
             checkpoint,
             data,
             index,
-        } => predict_command(&checkpoint, &data, index),
+        } => predict_command(&checkpoint, &mnist::data_dir(data.as_deref())?, index),
     }
 }
 

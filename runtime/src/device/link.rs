@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,17 +28,12 @@ pub struct Link {
 impl Link {
     /// Starts `elf` in QEMU on `board` with the board's first serial port on stdin/stdout.
     pub fn qemu(board: Board, elf: &Path) -> anyhow::Result<Self> {
-        let script = super::qemu::workspace().join("firmware/qemu-run.sh");
-        let mut child = Command::new("bash")
-            .arg(&script)
-            .arg(board.machine)
-            .arg(elf)
-            .env("EMBER_SERIAL", "stdio")
+        let mut child = super::qemu::command(board, elf, "stdio")?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot run {}", script.display()))?;
+            .with_context(|| format!("cannot start QEMU for {}", board.machine))?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {

@@ -1,6 +1,7 @@
 //! The Cortex-M boards Ember targets, the QEMU machines that stand in for them, and building
 //! the firmware for them.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,6 +16,8 @@ pub struct Board {
     pub target: &'static str,
     /// QEMU machine.
     pub machine: &'static str,
+    /// QEMU CPU model.
+    pub cpu: &'static str,
 }
 
 /// Cortex-M3, TI LM3S6965.
@@ -22,12 +25,14 @@ pub const M3: Board = Board {
     name: "m3",
     target: "thumbv7m-none-eabi",
     machine: "lm3s6965evb",
+    cpu: "cortex-m3",
 };
 /// Cortex-M4F, ST STM32F405.
 pub const M4F: Board = Board {
     name: "m4",
     target: "thumbv7em-none-eabihf",
     machine: "netduinoplus2",
+    cpu: "cortex-m4",
 };
 
 impl Board {
@@ -47,7 +52,8 @@ impl Board {
 
 /// The workspace this runtime was built from (where the firmware's sources and QEMU live).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let runtime = Path::new(env!("CARGO_MANIFEST_DIR"));
+    runtime.parent().unwrap_or(runtime).to_path_buf()
 }
 
 /// Builds firmware binary `bin` for `board` with `features` into `target_dir` (quietly; a no-op
@@ -76,9 +82,9 @@ pub fn build(
     Ok(target_dir.join(board.target).join("release").join(bin))
 }
 
-/// The inference service's ELF for `board`: `firmware` if given, else the workspace's build,
-/// brought up to date first (a no-op taking half a second when it is), so that the device
-/// never runs a stale model or protocol.
+/// The inference service's ELF for `board`, the first of: `firmware` if given; the one built
+/// into this binary (written to a temporary file named by its hash); `ember-serve-BOARD.elf`
+/// beside the binary. Otherwise one line says what to pass.
 pub fn service_elf(board: Board, firmware: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = firmware {
         if !path.is_file() {
@@ -86,5 +92,87 @@ pub fn service_elf(board: Board, firmware: Option<&Path>) -> anyhow::Result<Path
         }
         return Ok(path.to_path_buf());
     }
-    build(board, "serve", "", &workspace().join("target"))
+    if let Some(elf) = crate::embedded::service_elf(board.name) {
+        return write_once(elf, board);
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.parent()
+                .map(|dir| dir.join(format!("ember-serve-{}.elf", board.name)))
+        })
+        .filter(|p| p.is_file());
+    beside.with_context(|| {
+        format!(
+            "no inference service for {} is built into this runtime ({} was not installed when it \
+             was built): run `bash firmware/setup.sh` in Ember's clone and build it again, or pass \
+             --firmware SERVE.elf",
+            board.name, board.target
+        )
+    })
+}
+
+/// Writes `elf` to a file in the temporary folder named by its hash, unless it is there.
+fn write_once(elf: &[u8], board: Board) -> anyhow::Result<PathBuf> {
+    let hash = card::sha256_hex(elf);
+    let path = std::env::temp_dir().join(format!("ember-serve-{}-{}.elf", board.name, &hash[..16]));
+    if std::fs::read(&path).is_ok_and(|b| b == elf) {
+        return Ok(path);
+    }
+    // Written whole under a private name first, so a concurrent run never starts half a file.
+    let partial = path.with_extension(format!("{}.part", std::process::id()));
+    std::fs::write(&partial, elf)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .with_context(|| format!("{}: cannot write the inference service", path.display()))?;
+    Ok(path)
+}
+
+/// A QEMU command running `elf` on `board` with semihosting and a deterministic instruction
+/// clock (`-icount shift=0`). `serial` is where the board's first UART goes: `stdio`, `pty` or
+/// `none`.
+pub fn command(board: Board, elf: &Path, serial: &str) -> anyhow::Result<Command> {
+    let (program, libraries) = find_qemu()?;
+    let mut cmd = Command::new(program);
+    if let Some(libraries) = libraries {
+        cmd.env("LD_LIBRARY_PATH", libraries);
+    }
+    cmd.args(["-machine", board.machine, "-cpu", board.cpu])
+        .args(["-nographic", "-monitor", "none", "-serial", serial])
+        .args(["-icount", "shift=0"])
+        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+        .arg(elf);
+    Ok(cmd)
+}
+
+const QEMU: &str = "qemu-system-arm";
+
+/// `qemu-system-arm` on PATH, else the copy `firmware/install-qemu.sh` unpacked into the
+/// workspace this runtime was built from (with the library path it needs).
+fn find_qemu() -> anyhow::Result<(PathBuf, Option<OsString>)> {
+    let on_path = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(QEMU))
+        .find(|p| p.is_file());
+    if let Some(program) = on_path {
+        return Ok((program, None));
+    }
+    let local = workspace().join("target/qemu");
+    let program = local.join("usr/bin").join(QEMU);
+    if !program.is_file() {
+        bail!(
+            "{QEMU} not found on PATH nor in {}: run `bash firmware/setup.sh` in Ember's clone, \
+             or install QEMU 7.2 or later (Debian: apt install qemu-system-arm)",
+            local.display()
+        );
+    }
+    let mut libraries = std::env::join_paths([
+        local.join("usr/lib/x86_64-linux-gnu"),
+        local.join("lib/x86_64-linux-gnu"),
+    ])?;
+    if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
+        libraries.push(":");
+        libraries.push(existing);
+    }
+    Ok((program, Some(libraries)))
 }

@@ -24,17 +24,18 @@ pub fn default_output(model: &std::path::Path) -> std::path::PathBuf {
     model.with_file_name(format!("{stem}_int8.rs"))
 }
 
-/// The command line that regenerates a file, as its header records it.
+/// The command line that regenerates a file, as its header records it (`model` is `None` for
+/// the embedded one).
 pub fn command_line(
-    model: &std::path::Path,
+    model: Option<&std::path::Path>,
     calib: &std::path::Path,
     count: usize,
     seed: u64,
     output: &std::path::Path,
 ) -> String {
+    let model = model.map_or_else(String::new, |m| format!(" --model {}", m.display()));
     format!(
-        "runtime quantize --model {} --calib {} --calib-count {count} --seed {seed} -o {}",
-        model.display(),
+        "runtime quantize{model} --calib {} --calib-count {count} --seed {seed} -o {}",
         calib.display(),
         output.display()
     )
