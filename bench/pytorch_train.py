@@ -1,5 +1,5 @@
 """Trains Ember's CNN with PyTorch on the same MNIST batches shape (batch 64, Adam) and prints
-images per second, for the comparison in `cargo bench -p trainer --bench train_throughput`.
+images per second, for the comparison in `cargo bench -p ember-trainer --bench train_throughput`.
 
 PyTorch from PyPI imports only with its CUDA libraries installed (~5.5 GB); where `torch` is
 absent this script says so on stderr and exits with status 2, and the benchmark skips it.

@@ -10,6 +10,6 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet onnxruntime numpy
 fi
-cargo build --release -q -p runtime
+cargo build --release -q -p ember-runtime
 tract=$(./target/release/runtime bench --model "$model" --batch 64 --runs 5000 --json)
 echo "$tract" | "$venv/bin/python" bench/onnxruntime_bench.py "$model"

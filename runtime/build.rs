@@ -63,16 +63,8 @@ fn build_service(workspace: &Path, target: &str) -> Option<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "firmware",
-            "--release",
-            "--bin",
-            "serve",
-        ])
-        .args(["--target", target]);
+        .args(["build", "-q", "-p", "ember-firmware", "--release"])
+        .args(["--bin", "serve", "--target", target]);
     // What the outer cargo sets for this build script must not leak into the firmware's build.
     for var in [
         "RUSTC_WORKSPACE_WRAPPER",

@@ -2,7 +2,7 @@
 //! model and reports, over semihosting, every digit's logits, the accuracy, the instructions
 //! per inference (per layer too) and the stack high-water mark.
 //!
-//! Run in QEMU: `cargo run -p firmware --release --target thumbv7m-none-eabi` (Cortex-M3) or
+//! Run in QEMU: `cargo run -p ember-firmware --release --target thumbv7m-none-eabi` (Cortex-M3) or
 //! `--target thumbv7em-none-eabihf` (Cortex-M4F). On the host this binary only explains that.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
@@ -13,7 +13,7 @@ mod device;
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!(
-        "the firmware runs on a Cortex-M: cargo run -p firmware --release --target thumbv7m-none-eabi (QEMU lm3s6965evb)"
+        "the firmware runs on a Cortex-M: cargo run -p ember-firmware --release --target thumbv7m-none-eabi (QEMU lm3s6965evb)"
     );
     std::process::exit(2);
 }

@@ -1,7 +1,7 @@
 //! Building the firmware for a Cortex-M target, running it in QEMU, and reading what it says.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 

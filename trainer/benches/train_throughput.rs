@@ -3,7 +3,7 @@
 //! Where PyTorch is installed, `bench/pytorch_train.py` trains the same network in the same
 //! run and the ratio is printed.
 //!
-//! Run: `cargo bench -p trainer --bench train_throughput`
+//! Run: `cargo bench -p ember-trainer --bench train_throughput`
 
 use std::path::Path;
 use std::process::Command;

@@ -25,7 +25,40 @@ fn fails_with(out: &Output, message: &str) {
 #[test]
 fn missing_data_directory() {
     let out = trainer(&["train", "--data", "/nonexistent/mnist", "--epochs", "1"]);
-    fails_with(&out, "/nonexistent/mnist: no train-images-idx3-ubyte.gz");
+    fails_with(
+        &out,
+        "error: no MNIST files in --data /nonexistent/mnist; put the four files",
+    );
+}
+
+/// From a folder outside the workspace, `trainer` looks in `$EMBER_DATA`, then `./data/mnist`.
+#[test]
+fn data_is_found_through_ember_data_from_any_folder() {
+    let work = std::env::temp_dir().join(format!("ember-trainer-anywhere-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let run = |data: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+        cmd.args(["show", "--count", "4", "grid.png"])
+            .current_dir(&work)
+            .env_remove("EMBER_DATA");
+        if let Some(data) = data {
+            cmd.env("EMBER_DATA", data);
+        }
+        cmd.output().unwrap()
+    };
+    fails_with(
+        &run(None),
+        "no MNIST files in $EMBER_DATA (not set), ./data/mnist;",
+    );
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
+    let out = run(Some(&data));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(work.join("grid.png").is_file());
+    std::fs::remove_dir_all(&work).unwrap();
 }
 
 #[test]

@@ -67,7 +67,15 @@ pub fn build(
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace())
-        .args(["build", "-q", "-p", "firmware", "--release", "--bin", bin])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "ember-firmware",
+            "--release",
+            "--bin",
+            bin,
+        ])
         .args(["--target", board.target])
         .env("CARGO_TARGET_DIR", target_dir);
     if !features.is_empty() {

@@ -1,0 +1,124 @@
+//! `runtime` as an installed tool: the binary copied to a folder outside the workspace and run
+//! from another, with no `models/` or `data/` in sight, works on its embedded model, finds
+//! MNIST through `$EMBER_DATA`, and says in one line where it looked when it cannot.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh folder holding a copy of the binary (`bin/runtime`) and an empty working folder.
+fn install(name: &str) -> (PathBuf, PathBuf) {
+    let root = std::env::temp_dir().join(format!("ember-installed-{name}-{}", std::process::id()));
+    let (bin, work) = (root.join("bin"), root.join("work"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let exe = bin.join("runtime");
+    std::fs::copy(env!("CARGO_BIN_EXE_runtime"), &exe).unwrap();
+    (exe, work)
+}
+
+/// Removes what `install` made.
+fn uninstall(exe: &Path) {
+    if let Some(root) = exe.parent().and_then(Path::parent) {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+fn run(exe: &Path, work: &Path, data: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.args(args).current_dir(work).env_remove("EMBER_DATA");
+    if let Some(data) = data {
+        cmd.env("EMBER_DATA", data);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn workspace(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+#[test]
+fn classify_and_inspect_need_no_file_but_the_picture() {
+    let (exe, work) = install("classify");
+    std::fs::copy(workspace("docs/digit_7.png"), work.join("digit.png")).unwrap();
+    let text = stdout(&run(&exe, &work, None, &["classify", "digit.png"]));
+    assert!(text.starts_with("digit.png: 7 ("), "{text}");
+    // The int8 answer of the embedded model is the committed int8 model's: no MNIST needed.
+    let text = stdout(&run(
+        &exe,
+        &work,
+        None,
+        &["classify", "--int8", "digit.png"],
+    ));
+    assert!(text.starts_with("digit.png: 7 ("), "{text}");
+    let text = stdout(&run(&exe, &work, None, &["inspect"]));
+    let sha = card::sha256_hex(&std::fs::read(workspace("models/mnist_cnn.onnx")).unwrap());
+    assert!(
+        text.starts_with("model       mnist_cnn.onnx (embedded in runtime)\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("sha256      {sha}\n")), "{text}");
+    let version = stdout(&run(&exe, &work, None, &["--version"]));
+    assert!(version.starts_with(&format!("runtime {} (commit ", env!("CARGO_PKG_VERSION"))));
+    assert!(!version.contains("commit unknown"), "{version}");
+    uninstall(&exe);
+}
+
+#[test]
+fn eval_finds_mnist_through_ember_data_and_writes_under_the_working_folder() {
+    let (exe, work) = install("eval");
+    let data = workspace("data/mnist");
+    let text = stdout(&run(&exe, &work, Some(&data), &["eval"]));
+    assert!(
+        text.starts_with("mnist_cnn.onnx (embedded in runtime): 99.20% on 10000 MNIST test images"),
+        "{text}"
+    );
+    assert!(work.join("runs/eval/confusion.png").is_file());
+    uninstall(&exe);
+}
+
+#[test]
+fn missing_mnist_is_one_line_saying_where_it_looked() {
+    let (exe, work) = install("nodata");
+    for (data, looked) in [
+        (None, "$EMBER_DATA (not set), ./data/mnist;".to_string()),
+        (
+            Some(work.join("nowhere")),
+            format!(
+                "$EMBER_DATA ({}), ./data/mnist;",
+                work.join("nowhere").display()
+            ),
+        ),
+    ] {
+        let out = run(&exe, &work, data.as_deref(), &["eval"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: no MNIST files in {looked}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("t10k-images-idx3-ubyte.gz") && stderr.contains("EMBER_DATA=DIR"));
+    }
+    uninstall(&exe);
+}
+
+#[test]
+fn the_device_runs_the_embedded_service_from_any_folder() {
+    let (exe, work) = install("device");
+    std::fs::copy(workspace("docs/digit_2.png"), work.join("digit.png")).unwrap();
+    let text = stdout(&run(
+        &exe,
+        &work,
+        None,
+        &["classify", "--device", "qemu:m3", "--compare", "digit.png"],
+    ));
+    assert!(text.contains("digit.png: device 2 ("), "{text}");
+    assert!(text.contains("int8 logits identical"), "{text}");
+    uninstall(&exe);
+}
