@@ -18,7 +18,7 @@ use serde_json::json;
 /// Any ONNX classifier with one 28×28 grey input ([N,1,28,28], [N,28,28,1], [N,28,28] or
 /// [N,784]) and 10 outputs works; the default is Ember's own model.
 #[derive(Parser)]
-#[command(version = env!("EMBER_VERSION"), about, long_about)]
+#[command(name = "runtime", version = env!("EMBER_VERSION"), about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -16,7 +16,7 @@ use trainer::{export, summary};
 ///
 /// The usual path: `trainer train`, then `trainer export models/mnist_cnn.onnx`.
 #[derive(Parser)]
-#[command(version = env!("EMBER_VERSION"), about, long_about)]
+#[command(name = "trainer", version = env!("EMBER_VERSION"), about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
