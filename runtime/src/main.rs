@@ -523,7 +523,7 @@ fn evaluate(
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let kind = if int8 {
-        " (int8, firmware kernels)"
+        ", int8 (firmware kernels)"
     } else {
         ""
     };
