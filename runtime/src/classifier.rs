@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 pub use card::{argmax, sha256_hex};
 use mnist::{CLASSES, PIXELS};
+
+use crate::convention::Convention;
 use prost::Message;
 use tract_onnx::pb::{self, ModelProto};
 use tract_onnx::prelude::*;
@@ -84,10 +86,8 @@ pub struct Classifier {
     pub layout: Layout,
     /// What the outputs are.
     pub scores: Scores,
-    /// Input value = pixel × scale + offset.
-    pub pixel_scale: f32,
-    /// See `pixel_scale`.
-    pub pixel_offset: f32,
+    /// Input value = pixel × scale + offset, and who said so.
+    pub input: Convention,
     /// SHA-256 of the file, hex.
     pub sha256: String,
 }
@@ -119,13 +119,6 @@ impl Classifier {
             Some(node) if node.op_type == "Softmax" => Scores::Probabilities,
             _ => Scores::Logits,
         };
-        let meta = |key: &str| {
-            proto
-                .metadata_props
-                .iter()
-                .find(|p| p.key == key)
-                .and_then(|p| p.value.parse::<f32>().ok())
-        };
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(|e| err(path, format!("tract cannot load it: {}", one_line(&e))))?;
@@ -134,8 +127,8 @@ impl Classifier {
             model,
             layout,
             scores,
-            pixel_scale: meta("ember.pixel_scale").unwrap_or(1.0 / 255.0),
-            pixel_offset: meta("ember.pixel_offset").unwrap_or(0.0),
+            input: Convention::from_metadata(&proto.metadata_props)
+                .unwrap_or_else(Convention::default_unit),
             sha256: sha256_hex(bytes),
             proto,
         };
@@ -189,7 +182,7 @@ impl Classifier {
     pub fn scale_pixels(&self, pixels: &[u8]) -> Vec<f32> {
         pixels
             .iter()
-            .map(|&p| p as f32 * self.pixel_scale + self.pixel_offset)
+            .map(|&p| p as f32 * self.input.scale + self.input.offset)
             .collect()
     }
 

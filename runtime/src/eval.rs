@@ -104,3 +104,77 @@ pub fn predict_all(classifier: &Classifier, ds: &Dataset) -> Result<Vec<u8>, Mod
     }
     Ok(predictions)
 }
+
+/// Why a set of answers looks like a model fed the wrong way, if it does: accuracy near
+/// chance (when the labels are known), or one digit for nearly every picture (at least 10).
+pub fn degenerate(predictions: &[u8], accuracy: Option<f64>) -> Option<String> {
+    if let Some(a) = accuracy.filter(|&a| a < 0.2 && !predictions.is_empty()) {
+        return Some(format!("accuracy {:.2}% is near chance (10%)", 100.0 * a));
+    }
+    let mut counts = [0usize; CLASSES];
+    for &p in predictions {
+        counts[(p as usize).min(CLASSES - 1)] += 1;
+    }
+    let (digit, &most) = counts.iter().enumerate().max_by_key(|(_, &n)| n)?;
+    (predictions.len() >= 10 && most * 10 >= predictions.len() * 9).then(|| {
+        format!(
+            "{most} of {} answers are the digit {digit}",
+            predictions.len()
+        )
+    })
+}
+
+/// The one-line warning for degenerate answers, pointing at the probe.
+pub fn degenerate_warning(why: &str) -> String {
+    format!(
+        "warning: {why}: the model may expect its pixels another way; \
+         `runtime inspect --probe-input` tries each input convention"
+    )
+}
+
+/// Float accuracy on `test` under each preset input convention (then the classifier's own, if
+/// it is none of them), best first. The classifier's convention is restored after.
+pub fn probe_conventions(
+    classifier: &mut Classifier,
+    test: &Dataset,
+) -> Result<Vec<(String, f64)>, ModelError> {
+    let own = classifier.input.clone();
+    let mut candidates: Vec<(String, crate::convention::Convention)> = crate::convention::PRESETS
+        .iter()
+        .filter_map(|p| crate::convention::Convention::preset(p.0).map(|c| (p.0.to_string(), c)))
+        .collect();
+    if own.name().is_none() {
+        candidates.push((format!("{} × p + {}", own.scale, own.offset), own.clone()));
+    }
+    let mut results = Vec::new();
+    for (name, convention) in candidates {
+        classifier.input = convention;
+        let predictions = predict_all(classifier, test);
+        let predictions = predictions.inspect_err(|_| classifier.input = own.clone())?;
+        results.push((name, Report::new(test.labels(), &predictions).accuracy()));
+    }
+    classifier.input = own;
+    results.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(results)
+}
+
+#[cfg(test)]
+mod degenerate_tests {
+    use super::degenerate;
+
+    #[test]
+    fn near_chance_or_one_digit_is_degenerate_and_a_good_run_is_not() {
+        let varied: Vec<u8> = (0..100).map(|i| (i % 10) as u8).collect();
+        assert_eq!(degenerate(&varied, Some(0.99)), None);
+        assert!(degenerate(&varied, Some(0.09))
+            .unwrap()
+            .contains("near chance"));
+        let mut mostly_two = vec![2u8; 95];
+        mostly_two.extend([1, 3, 4, 5, 6]);
+        assert_eq!(
+            degenerate(&mostly_two, None).unwrap(),
+            "95 of 100 answers are the digit 2"
+        );
+        assert_eq!(degenerate(&[7, 7, 7], None), None, "too few to tell");
+    }
+}

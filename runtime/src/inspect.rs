@@ -1,38 +1,12 @@
-//! What an ONNX model is made of, and whether Ember's int8 firmware op set covers it.
+//! What an ONNX model is made of, how it is fed, and whether Ember's int8 compiler takes it
+//! (the quantizer's own reading of the graph answers, so the two never disagree).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::classifier::Classifier;
-
-/// Operators the int8 quantizer accepts (DESIGN.md): layers it maps onto firmware kernels,
-/// operators it folds away, and shape arithmetic that constant folding removes.
-pub const FIRMWARE_OPS: &[&str] = &[
-    "Conv",
-    "Relu",
-    "Clip",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "Flatten",
-    "Reshape",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "BatchNormalization",
-    "Dropout",
-    "Identity",
-    "Softmax",
-    "Shape",
-    "Gather",
-    "Concat",
-    "Unsqueeze",
-    "Squeeze",
-    "Constant",
-    "Cast",
-    "Transpose",
-];
+use crate::convention::Convention;
 
 /// A description of a model.
 #[derive(Debug, Serialize)]
@@ -49,16 +23,14 @@ pub struct Inspection {
     pub layout: String,
     /// Whether outputs are logits or probabilities.
     pub scores: String,
-    /// Input value = pixel × scale + offset.
-    pub pixel_scale: f32,
-    /// See `pixel_scale`.
-    pub pixel_offset: f32,
+    /// Input value = pixel × scale + offset, and who said so.
+    pub input: Convention,
     /// Number of each operator.
     pub operators: BTreeMap<String, usize>,
     /// Parameters (elements of all initializers).
     pub parameters: u64,
-    /// Operators outside the firmware's op set.
-    pub unsupported_by_firmware: Vec<String>,
+    /// Why the int8 compiler refuses the model, if it does.
+    pub firmware_refusal: Option<String>,
     /// Metadata properties.
     pub metadata: BTreeMap<String, String>,
 }
@@ -75,11 +47,6 @@ pub fn inspect(c: &Classifier) -> Inspection {
         .iter()
         .map(|t| t.dims.iter().product::<i64>().max(0) as u64)
         .sum();
-    let unsupported_by_firmware = operators
-        .keys()
-        .filter(|op| !FIRMWARE_OPS.contains(&op.as_str()))
-        .cloned()
-        .collect();
     Inspection {
         model: c.path().display().to_string(),
         sha256: c.sha256.clone(),
@@ -94,11 +61,10 @@ pub fn inspect(c: &Classifier) -> Inspection {
             .collect(),
         layout: format!("{:?} {:?}", c.layout, c.layout.shape(1)).replace("[1,", "[N,"),
         scores: format!("{:?}", c.scores),
-        pixel_scale: c.pixel_scale,
-        pixel_offset: c.pixel_offset,
+        input: c.input.clone(),
         operators,
         parameters,
-        unsupported_by_firmware,
+        firmware_refusal: crate::quantize::refusal(c),
         metadata: c
             .proto
             .metadata_props
@@ -121,23 +87,18 @@ impl Inspection {
             .iter()
             .map(|(d, v)| format!("{}{v}", if d.is_empty() { "ai.onnx " } else { d }))
             .collect();
-        let firmware = if self.unsupported_by_firmware.is_empty() {
-            "yes: every operator is in Ember's int8 op set".to_string()
-        } else {
-            format!(
-                "no: {} outside Ember's int8 op set",
-                self.unsupported_by_firmware.join(", ")
-            )
+        let firmware = match &self.firmware_refusal {
+            None => "yes: Ember's int8 compiler reads every node".to_string(),
+            Some(why) => format!("no: {why}"),
         };
         let mut out = format!(
-            "model       {}\nsha256      {}\nproducer    {}\nopset       {}\ninput       {}, value = pixel × {} + {}\noutput      [N,10] {}\noperators   {}\nparameters  {}\nfirmware    {}\n",
+            "model       {}\nsha256      {}\nproducer    {}\nopset       {}\ninput       {}, {}\noutput      [N,10] {}\noperators   {}\nparameters  {}\nfirmware    {}\n",
             self.model,
             self.sha256,
             self.producer,
             opsets.join(", "),
             self.layout,
-            self.pixel_scale,
-            self.pixel_offset,
+            self.input.describe(),
             self.scores.to_lowercase(),
             ops.join(", "),
             self.parameters,

@@ -4,6 +4,7 @@
 pub mod answers;
 pub mod bench;
 pub mod classifier;
+pub mod convention;
 pub mod device;
 pub mod embedded;
 pub mod eval;

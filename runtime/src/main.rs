@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use mnist::{Split, PIXELS};
 use runtime::answers::{self, Answer};
 use runtime::classifier::Classifier;
+use runtime::convention::{self, Convention};
 use runtime::device::Device;
 use runtime::{embedded, eval, inspect, preprocess, quantize};
 use serde_json::json;
@@ -24,6 +25,66 @@ struct Cli {
     command: Command,
 }
 
+/// Which model, and how its input is fed.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// How pixels 0..255 are fed: unit (pixel/255), raw (0..255), mnist-norm
+    /// ((pixel/255 - 0.1307)/0.3081) or signed (-1..1) [default: the model's metadata, else
+    /// unit].
+    #[arg(long = "input", value_name = "PRESET", value_parser = preset_names())]
+    input: Option<String>,
+    /// Feed pixel × S + O instead of a preset: S here, O with --input-offset.
+    #[arg(long, value_name = "S", conflicts_with = "input")]
+    input_scale: Option<f32>,
+    /// See --input-scale [default: 0].
+    #[arg(
+        long,
+        value_name = "O",
+        conflicts_with = "input",
+        requires = "input_scale"
+    )]
+    input_offset: Option<f32>,
+}
+
+fn preset_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(convention::PRESETS.map(|p| p.0))
+}
+
+impl ModelArgs {
+    /// The convention the flags give, if they give one.
+    fn convention(&self) -> anyhow::Result<Option<Convention>> {
+        if let Some(name) = &self.input {
+            return Ok(Convention::preset(name));
+        }
+        let Some(scale) = self.input_scale else {
+            return Ok(None);
+        };
+        let offset = self.input_offset.unwrap_or(0.0);
+        if !(scale.is_finite() && scale != 0.0 && offset.is_finite()) {
+            anyhow::bail!(
+                "--input-scale {scale} --input-offset {offset}: must be finite, the scale not 0"
+            );
+        }
+        Ok(Some(Convention {
+            scale,
+            offset,
+            source: convention::Source::Flag,
+        }))
+    }
+
+    /// The model, fed as the flags say (else as its metadata says, else `unit`).
+    fn load(&self) -> anyhow::Result<Classifier> {
+        let mut classifier = embedded::classifier(self.model.as_deref())?;
+        if let Some(convention) = self.convention()? {
+            classifier.input = convention;
+        }
+        Ok(classifier)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Classify pictures of digits (PNG, JPEG, BMP, GIF, TIFF, WebP; any size or colour).
@@ -31,9 +92,8 @@ enum Command {
     /// Each picture is framed as MNIST digits are: background detected (dark ink on light
     /// paper is inverted), cropped to the ink, scaled to 20 px, centred by mass in 28×28.
     Classify {
-        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -70,9 +130,8 @@ enum Command {
     },
     /// Accuracy on the 10,000 MNIST test images, confusion matrix and the mistakes as PNGs.
     Eval {
-        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Folder holding the MNIST files [default: $EMBER_DATA, else ./data/mnist].
         #[arg(long)]
         data: Option<PathBuf>,
@@ -88,9 +147,8 @@ enum Command {
     },
     /// Single-image latency (p50/p90/p99) and throughput per batch size, one thread.
     Bench {
-        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Batch sizes for throughput.
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         batch: Vec<usize>,
@@ -124,9 +182,8 @@ enum Command {
     /// weights per channel, prints a per-layer table, and measures float vs int8 accuracy on the
     /// 10,000 test images by running the firmware's kernels on the host.
     Quantize {
-        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
-        #[arg(long)]
-        model: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Folder holding the MNIST files: training images calibrate, test images measure
         /// [default: $EMBER_DATA, else ./data/mnist].
         #[arg(long)]
@@ -147,12 +204,29 @@ enum Command {
     },
     /// Inputs, outputs, operators, parameters, and whether Ember's int8 firmware can run it.
     Inspect {
-        /// The ONNX model [default: Ember's MNIST CNN, embedded in runtime].
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Run 1,000 MNIST test digits under each input convention and recommend the best.
         #[arg(long)]
-        model: Option<PathBuf>,
+        probe_input: bool,
+        /// Folder holding the MNIST files, for --probe-input [default: $EMBER_DATA, else
+        /// ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a copy of an ONNX model that states its input convention in its metadata, so
+    /// that every later command (and the quantizer) feeds it right without flags.
+    ///
+    /// Only the metadata changes: the graph and the weights are copied byte for byte.
+    Annotate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The ONNX file to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -196,7 +270,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 compare,
                 device,
             };
-            let classifier = embedded::classifier(model.as_deref())?;
+            let classifier = model.load()?;
             classify(&classifier, json, how, save_input.as_deref(), &images)
         }
         Command::Eval {
@@ -206,7 +280,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             out,
             json,
         } => evaluate(
-            &embedded::classifier(model.as_deref())?,
+            &model.load()?,
             &mnist::data_dir(data.as_deref())?,
             int8,
             &out,
@@ -220,7 +294,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             output,
             json,
         } => quantize_command(
-            &embedded::classifier(model.as_deref())?,
+            &model.load()?,
             &mnist::data_dir(calib.as_deref())?,
             calib_count,
             seed,
@@ -238,7 +312,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             firmware,
             json,
         } => {
-            let classifier = embedded::classifier(model.as_deref())?;
+            let classifier = model.load()?;
             let mut device =
                 runtime::device::open(&spec, baud, firmware.as_deref(), Duration::from_secs(10))?;
             answers::check_model(&device, &classifier)?;
@@ -260,21 +334,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
             ..
         } => bench(
-            &embedded::classifier(model.as_deref())?,
+            &model.load()?,
             &batch,
             runs,
             &mnist::data_dir(data.as_deref())?,
             json,
         ),
-        Command::Inspect { model, json } => {
-            let report = inspect::inspect(&embedded::classifier(model.as_deref())?);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.text());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Inspect {
+            model,
+            probe_input,
+            data,
+            json,
+        } => inspect_command(&model, probe_input, data.as_deref(), json),
+        Command::Annotate { model, output } => annotate_command(&model, &output),
     }
 }
 
@@ -370,6 +442,12 @@ fn classify(
     let framed = preprocess_all(&files);
     let ok: Vec<&[u8; PIXELS]> = framed.iter().filter_map(|r| r.as_ref().ok()).collect();
     let ways = all_answers(classifier, &mut how, &ok)?;
+    if let Some((_, answers)) = ways.first() {
+        let digits: Vec<u8> = answers.iter().map(|a| a.digit as u8).collect();
+        if let Some(why) = eval::degenerate(&digits, None) {
+            eprintln!("{}", eval::degenerate_warning(&why));
+        }
+    }
     if let (Some(device), false) = (&how.device, json) {
         let i = &device.info;
         println!(
@@ -516,6 +594,9 @@ fn evaluate(
     };
     let seconds = started.elapsed().as_secs_f64();
     let report = eval::Report::new(test.labels(), &predictions);
+    if let Some(why) = eval::degenerate(&predictions, Some(report.accuracy())) {
+        eprintln!("{}", eval::degenerate_warning(&why));
+    }
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create output folder", out.display()))?;
     let name = classifier
@@ -715,4 +796,85 @@ fn update_card(model: &Path, summary: &serde_json::Value) -> anyhow::Result<()> 
     card.int8 = Some(serde_json::from_value(summary.clone())?);
     card.write(&path)?;
     Ok(())
+}
+
+/// Digits `inspect --probe-input` runs under each convention.
+const PROBE_DIGITS: usize = 1000;
+
+fn inspect_command(
+    model: &ModelArgs,
+    probe: bool,
+    data: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut classifier = model.load()?;
+    let report = inspect::inspect(&classifier);
+    let probed = match probe {
+        true => {
+            let test = mnist::load(&mnist::data_dir(data)?, Split::Test)?.take(PROBE_DIGITS);
+            Some(eval::probe_conventions(&mut classifier, &test)?)
+        }
+        false => None,
+    };
+    if json {
+        let mut doc = serde_json::to_value(&report)?;
+        if let Some(probed) = &probed {
+            doc["probe_input"] = json!(probed
+                .iter()
+                .map(|(name, accuracy)| json!({"input": name, "accuracy": accuracy}))
+                .collect::<Vec<_>>());
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", report.text());
+    if let Some(probed) = probed {
+        println!("probe       float accuracy on the first {PROBE_DIGITS} MNIST test digits, per --input:");
+        for (name, accuracy) in &probed {
+            let what = convention::PRESETS
+                .iter()
+                .find(|p| p.0 == name)
+                .map_or("the model's metadata", |p| p.3);
+            println!("            {name:<11} {:>6.2}%   {what}", 100.0 * accuracy);
+        }
+        let best = &probed[0].0;
+        let path = classifier.path().display();
+        println!(
+            "best        --input {best}; to record it in the model: runtime annotate --model {path} --input {best} -o ANNOTATED.onnx"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn annotate_command(model: &ModelArgs, output: &Path) -> anyhow::Result<ExitCode> {
+    let Some(path) = model.model.as_deref() else {
+        anyhow::bail!("annotate: give the model to annotate with --model");
+    };
+    let Some(convention) = model.convention()? else {
+        anyhow::bail!("annotate: give the convention with --input PRESET or --input-scale S");
+    };
+    let before = Classifier::load(path)?;
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let annotated = convention::annotate(&bytes, &convention)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let after = Classifier::from_bytes(output, &annotated)?;
+    let stated = Convention {
+        source: convention::Source::Metadata,
+        ..convention
+    };
+    if after.proto.graph != before.proto.graph || after.input != stated {
+        anyhow::bail!(
+            "{}: the annotated copy does not read back as written",
+            path.display()
+        );
+    }
+    std::fs::write(output, &annotated)
+        .with_context(|| format!("{}: cannot write", output.display()))?;
+    println!(
+        "wrote {}: {}; graph and weights unchanged; sha256 {}",
+        output.display(),
+        after.input.describe(),
+        after.sha256
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -237,23 +237,33 @@ pub fn simulate(q: &QuantModel, ds: &Dataset) -> Vec<[i8; 10]> {
         .collect()
 }
 
-/// Quantizes the classifier's graph, calibrating on `calib` (training images).
-pub fn quantize(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
+/// The classifier's graph read as the int8 compiler reads it.
+fn chain(c: &Classifier) -> Result<graph::Chain, String> {
     let graph = c.proto.graph.as_ref().ok_or("no graph")?;
     let input_name = graph
         .input
         .iter()
         .find(|i| !graph.initializer.iter().any(|t| t.name == i.name))
         .ok_or("no input")?;
-    let chain = graph::read(graph, &input_name.name)?;
+    graph::read(graph, &input_name.name)
+}
+
+/// Why the int8 compiler refuses the classifier (naming the node and operator), if it does.
+pub fn refusal(c: &Classifier) -> Option<String> {
+    chain(c).err()
+}
+
+/// Quantizes the classifier's graph, calibrating on `calib` (training images).
+pub fn quantize(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
+    let chain = chain(c)?;
     let ranges = calibrate(c, &chain.layers, calib)?;
     let mut shape = Shape { h: 28, w: 28, c: 1 };
     let mut flat: Option<Shape> = None; // the HWC shape before the flatten, for permuting weights
-    let zp_in = (-128.0 - c.pixel_offset / c.pixel_scale)
+    let zp_in = (-128.0 - c.input.offset / c.input.scale)
         .round()
         .clamp(-128.0, 127.0) as i8;
     let mut qin = QParams {
-        scale: c.pixel_scale,
+        scale: c.input.scale,
         zero_point: zp_in,
     };
     let (mut layers, mut names, mut next_range) = (Vec::new(), Vec::new(), ranges.into_iter());
