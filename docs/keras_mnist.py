@@ -2,10 +2,11 @@
 
 Sequential(Flatten, Dense(100), Dense(10)); Adam; SparseCategoricalCrossentropy(from_logits=True);
 3 epochs validating on the test set; raw pixels 0..255, since the tutorial never scales them.
-MNIST is read from the IDX files (no download). Run it in a venv with
+`--conv` enables the tutorial's Conv2D(32, 3) line before the Flatten. MNIST is read from the
+IDX files (no download). Run it in a venv with
 `pip install tensorflow-cpu==2.15.1 tf2onnx==1.16.1 "numpy<2"`:
 
-    python docs/keras_mnist.py data/mnist keras_mlp.onnx
+    python docs/keras_mnist.py data/mnist keras_mlp.onnx [--conv]
 """
 import gzip
 import sys
@@ -30,8 +31,11 @@ x_test = idx(f"{data}/t10k-images-idx3-ubyte.gz").astype("float32")[..., None]
 y_test = idx(f"{data}/t10k-labels-idx1-ubyte.gz")
 
 tf.keras.utils.set_random_seed(0)
+conv = [tf.keras.layers.Conv2D(32, 3, activation="relu")] if "--conv" in sys.argv else []
 model = tf.keras.Sequential([
-    tf.keras.layers.Flatten(input_shape=(28, 28, 1)),
+    tf.keras.layers.InputLayer(input_shape=(28, 28, 1)),
+    *conv,
+    tf.keras.layers.Flatten(),
     tf.keras.layers.Dense(100),
     tf.keras.layers.Dense(10),
 ])

@@ -42,6 +42,7 @@ fn main() {
         out.join("memory.x"),
     )
     .expect("copy memory.x");
+    copy_model(&manifest, &out);
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     // The workspace's copy of MNIST, or $EMBER_DATA outside it (a packaged crate).
@@ -74,4 +75,18 @@ fn write_digits(data: &Path, path: &Path, count: usize) {
         &test.labels()[..count]
     )
     .unwrap();
+}
+
+/// Puts the int8 model the binaries embed into OUT_DIR: `EMBER_MODEL` (a file written by
+/// `runtime quantize`; relative paths are from the workspace root) or the committed one.
+fn copy_model(manifest: &Path, out: &Path) {
+    println!("cargo:rerun-if-env-changed=EMBER_MODEL");
+    let model = match std::env::var_os("EMBER_MODEL") {
+        Some(path) => manifest.join("..").join(path),
+        None => manifest.join("models/mnist_cnn_int8.rs"),
+    };
+    println!("cargo:rerun-if-changed={}", model.display());
+    if let Err(e) = std::fs::copy(&model, out.join("model.rs")) {
+        panic!("EMBER_MODEL {}: cannot read: {e}", model.display());
+    }
 }

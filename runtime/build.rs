@@ -72,6 +72,8 @@ fn build_service(workspace: &Path, target: &str) -> Option<PathBuf> {
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_TARGET",
+        // The service built in runs the committed model, whatever the shell says.
+        "EMBER_MODEL",
     ] {
         cmd.env_remove(var);
     }

@@ -8,7 +8,7 @@ use firmware::board::{fail, stack_used, Clock};
 
 #[allow(dead_code)]
 mod model {
-    include!("../models/mnist_cnn_int8.rs");
+    include!(concat!(env!("OUT_DIR"), "/model.rs"));
 }
 
 #[allow(dead_code)]

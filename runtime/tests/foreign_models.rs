@@ -3,70 +3,13 @@
 
 use std::path::Path;
 
+mod onnx;
+
 use mnist::{Split, PIXELS};
+use onnx::{data_dir, floats, ints, node, templates, value};
 use prost::Message;
 use runtime::classifier::{argmax, Classifier, Layout, Scores};
-use tract_onnx::pb::{
-    self, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, GraphProto,
-    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
-};
-
-fn data_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
-}
-
-fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| pb::tensor_shape_proto::Dimension {
-            value: Some(d.map_or(Dim::DimParam("N".into()), Dim::DimValue)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn floats(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: 1,
-        float_data: data,
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, data: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![data.len() as i64],
-        data_type: 7,
-        int64_data: data.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: format!("{op}_{output}"),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        attribute,
-        ..Default::default()
-    }
-}
+use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, OperatorSetIdProto};
 
 /// A linear classifier `softmax?(flatten(x) · W + b)` with input dims `input` (batch first).
 fn linear_model(
@@ -115,30 +58,6 @@ fn linear_model(
         ..Default::default()
     }
     .encode_to_vec()
-}
-
-/// Class-mean templates from 5,000 training digits: a weak but real classifier.
-fn templates() -> (Vec<f32>, Vec<f32>) {
-    let train = mnist::load(&data_dir(), Split::Train).unwrap().take(5000);
-    let mut sums = vec![0f32; 10 * PIXELS];
-    let mut counts = [0f32; 10];
-    for i in 0..train.len() {
-        let c = train.label(i) as usize;
-        counts[c] += 1.0;
-        for (p, &v) in train.image(i).iter().enumerate() {
-            sums[c * PIXELS + p] += v as f32 / 255.0;
-        }
-    }
-    let mut w = vec![0f32; PIXELS * 10];
-    let mut b = vec![0f32; 10];
-    for c in 0..10 {
-        for p in 0..PIXELS {
-            let mean = sums[c * PIXELS + p] / counts[c];
-            w[p * 10 + c] = mean;
-            b[c] -= 0.5 * mean * mean;
-        }
-    }
-    (w, b)
 }
 
 fn reference(w: &[f32], b: &[f32], pixels: &[u8]) -> usize {

@@ -20,7 +20,7 @@ mod service {
 
     #[allow(dead_code)]
     mod model {
-        include!("../../models/mnist_cnn_int8.rs");
+        include!(concat!(env!("OUT_DIR"), "/model.rs"));
     }
 
     /// A frame left unfinished this long (in instructions, or cycles on a board) is refused as

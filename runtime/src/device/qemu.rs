@@ -57,12 +57,14 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Builds firmware binary `bin` for `board` with `features` into `target_dir` (quietly; a no-op
-/// when it is up to date) and returns the ELF's path.
+/// when it is up to date) and returns the ELF's path. `model` is a generated int8 model to
+/// embed instead of the committed one (the firmware's `EMBER_MODEL`).
 pub fn build(
     board: Board,
     bin: &str,
     features: &str,
     target_dir: &Path,
+    model: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -77,7 +79,11 @@ pub fn build(
             bin,
         ])
         .args(["--target", board.target])
-        .env("CARGO_TARGET_DIR", target_dir);
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("EMBER_MODEL");
+    if let Some(model) = model {
+        cmd.env("EMBER_MODEL", std::path::absolute(model)?);
+    }
     if !features.is_empty() {
         cmd.args(["--features", features]);
     }

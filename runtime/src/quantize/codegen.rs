@@ -73,9 +73,21 @@ pub fn rust_source(q: &QuantModel, from: &Provenance) -> String {
         q.weight_bytes(),
         model.arena_bytes
     );
-    out.push_str(
-        "\nuse firmware::{Conv, FullyConnected, Layer, Model, Pool, PoolKind, Shape};\n\n",
-    );
+    // Only the types this model's layers use, so any model compiles without warnings.
+    let uses = |pick: fn(&Layer) -> bool| layers.iter().any(pick);
+    let mut types = Vec::new();
+    if uses(|l| matches!(l, Layer::Conv(_))) {
+        types.push("Conv");
+    }
+    if uses(|l| matches!(l, Layer::FullyConnected(_))) {
+        types.push("FullyConnected");
+    }
+    types.extend(["Layer", "Model"]);
+    if uses(|l| matches!(l, Layer::Pool(_))) {
+        types.extend(["Pool", "PoolKind"]);
+    }
+    types.push("Shape");
+    let _ = writeln!(out, "\nuse firmware::{{{}}};\n", types.join(", "));
     let _ = writeln!(out, "/// SHA-256 of the ONNX model this was quantized from.\npub const ONNX_SHA256: &str = \"{}\";", from.sha256);
     let _ = writeln!(
         out,
