@@ -184,6 +184,17 @@ impl Layer<'_> {
         }
     }
 
+    /// Bytes of parameters in flash: the int8 weights, and per output channel an int32 bias,
+    /// an int32 multiplier and an int8 shift.
+    pub fn weight_bytes(&self) -> usize {
+        let (weights, channels) = match self {
+            Layer::Conv(c) => (c.weights.len(), c.bias.len()),
+            Layer::FullyConnected(f) => (f.weights.len(), f.bias.len()),
+            Layer::Pool(_) => (0, 0),
+        };
+        weights + channels * (4 + 4 + 1)
+    }
+
     fn check(&self) -> bool {
         match self {
             Layer::Conv(c) => {

@@ -10,7 +10,8 @@ use mnist::{Split, PIXELS};
 use runtime::answers::{self, Answer};
 use runtime::classifier::Classifier;
 use runtime::convention::{self, Convention};
-use runtime::device::Device;
+use runtime::device::qemu::Fit;
+use runtime::device::{Board, Device};
 use runtime::{embedded, eval, inspect, preprocess, quantize};
 use serde_json::json;
 
@@ -198,6 +199,10 @@ enum Command {
         /// default also records the int8 figures in the model card beside the model.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Refuse the model, before writing anything, unless its parameters plus the service's
+        /// code fit this board's flash and its arena plus stack fit its RAM: m3 or m4.
+        #[arg(long, value_name = "BOARD")]
+        target: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -292,15 +297,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             calib_count,
             seed,
             output,
+            target,
             json,
-        } => quantize_command(
-            &model.load()?,
-            &mnist::data_dir(calib.as_deref())?,
-            calib_count,
-            seed,
-            output.as_deref(),
-            json,
-        ),
+        } => {
+            let target = target.as_deref().map(Board::named).transpose()?;
+            quantize_command(
+                &model.load()?,
+                &mnist::data_dir(calib.as_deref())?,
+                (calib_count, seed),
+                output.as_deref(),
+                target,
+                json,
+            )
+        }
         Command::Bench {
             model,
             batch,
@@ -672,9 +681,9 @@ fn bench(
 fn quantize_command(
     classifier: &Classifier,
     calib: &Path,
-    count: usize,
-    seed: u64,
+    (count, seed): (usize, u64),
     output: Option<&Path>,
+    target: Option<Board>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let embedded = embedded::is_embedded(classifier);
@@ -686,6 +695,24 @@ fn quantize_command(
     let beside_model = quantize::codegen::default_output(model);
     let output = output.unwrap_or(&beside_model);
     let q = quantize::quantize_mnist(classifier, calib, count, seed)?;
+    let arena = q.firmware_model(&q.firmware_layers()).arena_bytes;
+    let fits: Vec<Fit> = Board::ALL
+        .iter()
+        .map(|b| b.fit(q.weight_bytes(), arena))
+        .collect();
+    if let Some(board) = target {
+        let fit = board.fit(q.weight_bytes(), arena);
+        if !fit.fits() {
+            anyhow::bail!(
+                "{}: does not fit {} ({}): flash needs {} bytes ({} of parameters + {} of code) of {}; RAM needs {} bytes (arena {} + {} of stack and statics) of {}",
+                classifier.path().display(), board.name, board.target,
+                thousands(fit.flash_needed as u64), thousands(q.weight_bytes() as u64),
+                thousands(board.code_bytes as u64), thousands(board.flash as u64),
+                thousands(fit.ram_needed as u64), thousands(arena as u64),
+                thousands(board.reserved_ram as u64), thousands(board.ram as u64)
+            );
+        }
+    }
     let given_model = (!embedded).then_some(model);
     let command = quantize::codegen::command_line(given_model, calib, count, seed, output);
     let provenance = quantize::codegen::Provenance {
@@ -714,17 +741,8 @@ fn quantize_command(
                     (vec![f.outputs], f.weights.len() + f.bias.len())
                 }
             };
-            let weight_bytes = match l {
-                firmware::Layer::Conv(c) => {
-                    c.weights.len() + 4 * c.bias.len() + 5 * c.multiplier.len()
-                }
-                firmware::Layer::FullyConnected(f) => {
-                    f.weights.len() + 4 * f.bias.len() + 5 * f.multiplier.len()
-                }
-                firmware::Layer::Pool(_) => 0,
-            };
             json!({"layer": name, "output": shape, "params": params, "macs": l.macs(),
-                   "weight_bytes": weight_bytes, "activation_bytes": l.output_len()})
+                   "weight_bytes": l.weight_bytes(), "activation_bytes": l.output_len()})
         })
         .collect();
     let total = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
@@ -732,7 +750,7 @@ fn quantize_command(
         "model": classifier.path(), "onnx_sha256": classifier.sha256, "output": output, "calibration_images": count, "seed": seed,
         "layers": rows, "params": total("params"), "macs": total("macs"), "weight_bytes": total("weight_bytes"),
         "arena_bytes": fw.arena_bytes, "float_accuracy": cost.float_accuracy, "int8_accuracy": cost.int8_accuracy,
-        "agreement": cost.agreement, "test_images": cost.images,
+        "agreement": cost.agreement, "test_images": cost.images, "fits": fits,
     });
     if output == beside_model && !embedded {
         update_card(model, &summary)?;
@@ -778,6 +796,21 @@ fn quantize_command(
         100.0 * cost.int8_accuracy,
         100.0 * cost.agreement
     );
+    let fits: Vec<String> = fits
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}: flash {} of {}, RAM {} of {}",
+                f.board,
+                if f.fits() { "fits" } else { "does NOT fit" },
+                thousands(f.flash_needed as u64),
+                thousands(f.flash as u64),
+                thousands(f.ram_needed as u64),
+                thousands(f.ram as u64)
+            )
+        })
+        .collect();
+    println!("{}", fits.join("; "));
     println!("wrote {}", output.display());
     Ok(ExitCode::SUCCESS)
 }

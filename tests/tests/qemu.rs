@@ -48,7 +48,33 @@ fn device_matches_host(board: Board, expected_digits: usize) {
         "{instructions} instructions for {} MACs",
         model::MACS
     );
-    assert!(figure(&run.stdout, "stack high-water ").unwrap() > 0);
+    let stack = figure(&run.stdout, "stack high-water ").unwrap() as usize;
+    assert!(stack > 0);
+    budget_bounds_hold(board, stack);
+}
+
+/// `runtime quantize --target` counts on `Board::code_bytes` and `Board::reserved_ram`: the
+/// inference service's flash without the model's parameters, and its statics plus the stack
+/// high-water mark the demo measured, must stay within them.
+fn budget_bounds_hold(board: Board, stack: usize) {
+    let elf = runtime::device::qemu::service_elf(board, None).unwrap();
+    let s = ember_tests::sizes(&elf).unwrap();
+    let flash = (s.text + s.rodata + s.data) as usize;
+    let weights: usize = model::MODEL.layers.iter().map(|l| l.weight_bytes()).sum();
+    assert!(
+        flash - weights <= board.code_bytes,
+        "{}: code {} > {}",
+        board.name,
+        flash - weights,
+        board.code_bytes
+    );
+    let statics = (s.data + s.bss) as usize - model::ARENA_BYTES;
+    assert!(
+        statics + stack <= board.reserved_ram,
+        "{}: statics {statics} + stack {stack} > {}",
+        board.name,
+        board.reserved_ram
+    );
 }
 
 #[test]

@@ -18,6 +18,16 @@ pub struct Board {
     pub machine: &'static str,
     /// QEMU CPU model.
     pub cpu: &'static str,
+    /// Flash, bytes (as the board's memory.x).
+    pub flash: usize,
+    /// RAM, bytes.
+    pub ram: usize,
+    /// Flash the inference service takes besides the model's parameters: code, tables,
+    /// vectors. An upper bound, checked against the real ELF by `runtime/tests/device.rs`.
+    pub code_bytes: usize,
+    /// RAM it takes besides the arena: stack and statics. An upper bound, checked likewise
+    /// against the stack high-water mark measured in QEMU.
+    pub reserved_ram: usize,
 }
 
 /// Cortex-M3, TI LM3S6965.
@@ -26,6 +36,10 @@ pub const M3: Board = Board {
     target: "thumbv7m-none-eabi",
     machine: "lm3s6965evb",
     cpu: "cortex-m3",
+    flash: 256 * 1024,
+    ram: 64 * 1024,
+    code_bytes: 36 * 1024,
+    reserved_ram: 16 * 1024,
 };
 /// Cortex-M4F, ST STM32F405.
 pub const M4F: Board = Board {
@@ -33,9 +47,49 @@ pub const M4F: Board = Board {
     target: "thumbv7em-none-eabihf",
     machine: "netduinoplus2",
     cpu: "cortex-m4",
+    flash: 1024 * 1024,
+    ram: 128 * 1024,
+    code_bytes: 32 * 1024,
+    reserved_ram: 16 * 1024,
 };
 
+/// What a model needs of a board, against what the board has.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Fit {
+    /// The board's short name.
+    pub board: &'static str,
+    /// Flash needed: parameters plus the service's code.
+    pub flash_needed: usize,
+    /// Flash the board has.
+    pub flash: usize,
+    /// RAM needed: the arena plus stack and statics.
+    pub ram_needed: usize,
+    /// RAM the board has.
+    pub ram: usize,
+}
+
+impl Fit {
+    /// Whether both fit.
+    pub fn fits(&self) -> bool {
+        self.flash_needed <= self.flash && self.ram_needed <= self.ram
+    }
+}
+
 impl Board {
+    /// Every board Ember supports.
+    pub const ALL: [Board; 2] = [M3, M4F];
+
+    /// What a model with `weight_bytes` of parameters and an arena of `arena_bytes` needs here.
+    pub fn fit(&self, weight_bytes: usize, arena_bytes: usize) -> Fit {
+        Fit {
+            board: self.name,
+            flash_needed: weight_bytes + self.code_bytes,
+            flash: self.flash,
+            ram_needed: arena_bytes + self.reserved_ram,
+            ram: self.ram,
+        }
+    }
+
     /// The board called `name`: `m3`, `m4`, a target triple or a QEMU machine name.
     pub fn named(name: &str) -> anyhow::Result<Self> {
         [M3, M4F]

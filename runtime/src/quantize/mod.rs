@@ -210,14 +210,9 @@ impl QuantModel {
 
     /// Bytes of weights, biases, multipliers and shifts (what goes to flash).
     pub fn weight_bytes(&self) -> usize {
-        self.layers
+        self.firmware_layers()
             .iter()
-            .map(|l| match l {
-                QLayer::Conv { weights, bias, .. } | QLayer::Dense { weights, bias, .. } => {
-                    weights.len() + bias.len() * 9
-                }
-                QLayer::Pool(_) => 0,
-            })
+            .map(|l| l.weight_bytes())
             .sum()
     }
 }
