@@ -326,3 +326,73 @@ fn the_chip_runs_a_raw_pixel_model_bit_exact_with_the_host() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Keras's Conv2D → Flatten through tf2onnx: the input relabelled NCHW, a Conv, a Transpose
+/// back to channels last, then the flatten and the Dense. Two channels (the pixel and half of
+/// it) whose dense weights, in HWC order, add up to the template classifier: any mix-up of the
+/// flatten order would scramble the pixels.
+fn channels_last_model() -> Vec<u8> {
+    let (w, b) = templates();
+    let mut dense = vec![0f32; 2 * PIXELS * 10];
+    for p in 0..PIXELS {
+        for c in 0..10 {
+            dense[(p * 2) * 10 + c] = 0.5 * w[p * 10 + c] / 255.0;
+            dense[(p * 2 + 1) * 10 + c] = w[p * 10 + c] / 255.0;
+        }
+    }
+    let perm = AttributeProto {
+        name: "perm".into(),
+        r#type: 7,
+        ints: vec![0, 2, 3, 1],
+        ..Default::default()
+    };
+    let graph = GraphProto {
+        name: "keras-conv".into(),
+        node: vec![
+            node("Reshape", &["input", "nchw"], "x", vec![]),
+            node("Conv", &["x", "k", "kb"], "conv", vec![]),
+            node("Relu", &["conv"], "relu", vec![]),
+            node("Transpose", &["relu"], "nhwc", vec![perm]),
+            node("Reshape", &["nhwc", "flat_shape"], "flat", vec![]),
+            node("MatMul", &["flat", "w"], "mm", vec![]),
+            node("Add", &["mm", "b"], "logits", vec![]),
+        ],
+        initializer: vec![
+            ints("nchw", &[-1, 1, 28, 28]),
+            floats("k", &[2, 1, 1, 1], vec![1.0, 0.5]),
+            floats("kb", &[2], vec![0.0, 0.0]),
+            ints("flat_shape", &[-1, 2 * PIXELS as i64]),
+            floats("w", &[2 * PIXELS as i64, 10], dense),
+            floats("b", &[10], b),
+        ],
+        input: vec![value("input", &[None, Some(28), Some(28), Some(1)])],
+        output: vec![value("logits", &[None, Some(10)])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_transpose_to_channels_last_before_the_flatten_quantizes() {
+    let c = load(&channels_last_model(), Some(preset("raw")));
+    let test = test_digits(1000);
+    let template: Vec<u8> = (0..test.len())
+        .map(|i| argmax(&direct(test.image(i))) as u8)
+        .collect();
+    assert_eq!(runtime::eval::predict_all(&c, &test).unwrap(), template);
+    let q = quantize::quantize_mnist(&c, &data_dir(), 500, 1).unwrap();
+    let cost = quantize::cost(&c, &q, &test).unwrap();
+    assert!(
+        cost.agreement >= 0.97 && (cost.float_accuracy - cost.int8_accuracy).abs() <= 0.01,
+        "{cost:?}"
+    );
+}

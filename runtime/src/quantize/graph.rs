@@ -46,8 +46,12 @@ pub enum FloatLayer {
         /// Fused activation bounds.
         act: Act,
     },
-    /// From CHW to a vector (ONNX order c·H·W + h·W + w).
-    Flatten,
+    /// To a vector: ONNX's CHW order (c·H·W + h·W + w), or HWC when a Transpose to channels
+    /// last came first (as tf2onnx writes a Keras Flatten after a Conv2D).
+    Flatten {
+        /// The vector is in HWC order, the firmware's own.
+        channels_last: bool,
+    },
     /// Fully connected; `weights` is `[out][in]`, inputs in ONNX (CHW) order.
     Dense {
         /// Weights.
@@ -140,7 +144,18 @@ pub fn read(graph: &GraphProto, input: &str) -> Result<Chain, String> {
                 layers.push(r.pool(node).map_err(|e| format!("{}: {e}", what()))?)
             }
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Transpose" => {
+                let flattened = layers
+                    .iter()
+                    .any(|l| matches!(l, FloatLayer::Flatten { .. } | FloatLayer::Dense { .. }));
                 if node.op_type == "Transpose" && !layers.is_empty() {
+                    // Channels last, then a flatten: the order the firmware keeps anyway.
+                    if attr_ints(node, "perm").as_deref() == Some(&[0, 2, 3, 1][..]) && !flattened {
+                        layers.push(FloatLayer::Flatten {
+                            channels_last: true,
+                        });
+                        current = out;
+                        continue;
+                    }
                     return Err(format!(
                         "{}: a transpose after the first layer changes the memory layout",
                         what()
@@ -151,11 +166,11 @@ pub fn read(graph: &GraphProto, input: &str) -> Result<Chain, String> {
                 if layers
                     .iter()
                     .any(|l| matches!(l, FloatLayer::Conv { .. } | FloatLayer::Pool { .. }))
-                    && !layers
-                        .iter()
-                        .any(|l| matches!(l, FloatLayer::Flatten | FloatLayer::Dense { .. }))
+                    && !flattened
                 {
-                    layers.push(FloatLayer::Flatten);
+                    layers.push(FloatLayer::Flatten {
+                        channels_last: false,
+                    });
                 }
             }
             "Gemm" => layers.push(
@@ -214,7 +229,7 @@ fn fuse(layers: &mut [FloatLayer], act: Act, out: &str) -> Result<(), String> {
                 *output = out.to_string();
                 return Ok(());
             }
-            FloatLayer::Pool { average: false, .. } | FloatLayer::Flatten => continue,
+            FloatLayer::Pool { average: false, .. } | FloatLayer::Flatten { .. } => continue,
             FloatLayer::Pool { .. } => break,
         }
     }

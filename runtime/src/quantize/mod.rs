@@ -361,7 +361,7 @@ pub fn quantize(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
                 }));
                 shape = out;
             }
-            FloatLayer::Flatten => flat = Some(shape),
+            FloatLayer::Flatten { channels_last } => flat = (!channels_last).then_some(shape),
             FloatLayer::Dense {
                 weights,
                 bias,
