@@ -7,6 +7,7 @@ use std::sync::Arc;
 pub use card::{argmax, sha256_hex};
 use mnist::{CLASSES, PIXELS};
 
+use crate::contain::contain;
 use crate::convention::Convention;
 use prost::Message;
 use tract_onnx::pb::{self, ModelProto};
@@ -119,8 +120,9 @@ impl Classifier {
             Some(node) if node.op_type == "Softmax" => Scores::Probabilities,
             _ => Scores::Logits,
         };
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
+        crate::validate::model(&proto).map_err(|e| err(path, e))?;
+        let model = contain(|| tract_onnx::onnx().model_for_read(&mut &bytes[..]))
+            .map_err(|panic| err(path, format!("tract failed on it: {panic}")))?
             .map_err(|e| err(path, format!("tract cannot load it: {}", one_line(&e))))?;
         let classifier = Classifier {
             path: path.to_path_buf(),
@@ -149,6 +151,11 @@ impl Classifier {
 
     /// An optimized plan for batches of exactly `batch` images.
     pub fn plan(&self, batch: usize) -> Result<Plan, ModelError> {
+        contain(|| self.plan_uncontained(batch))
+            .map_err(|panic| err(&self.path, format!("tract failed on it: {panic}")))?
+    }
+
+    fn plan_uncontained(&self, batch: usize) -> Result<Plan, ModelError> {
         let fail = |what: &str, e: TractError| err(&self.path, format!("{what}: {}", one_line(&e)));
         let typed = self
             .model
@@ -204,7 +211,8 @@ impl Plan {
     /// Runs the plan on `inputs` (`batch × 784` scaled pixels, row-major); returns `batch × 10`.
     pub fn run(&self, inputs: Vec<f32>) -> TractResult<Vec<f32>> {
         let tensor = Tensor::from_shape(&self.layout.shape(self.batch), &inputs)?;
-        let out = self.runnable.run(tvec!(tensor.into()))?;
+        let out = contain(|| self.runnable.run(tvec!(tensor.into())))
+            .map_err(|panic| anyhow::anyhow!("tract failed: {panic}"))??;
         Ok(out[0]
             .to_plain_array_view::<f32>()?
             .iter()

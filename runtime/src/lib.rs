@@ -4,6 +4,7 @@
 pub mod answers;
 pub mod bench;
 pub mod classifier;
+pub mod contain;
 pub mod convention;
 pub mod device;
 pub mod embedded;
@@ -11,3 +12,4 @@ pub mod eval;
 pub mod inspect;
 pub mod preprocess;
 pub mod quantize;
+pub mod validate;

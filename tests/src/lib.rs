@@ -12,6 +12,7 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+pub mod mutate;
 pub mod photos;
 
 pub use runtime::device::{Board, M3, M4F};

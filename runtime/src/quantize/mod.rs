@@ -245,11 +245,19 @@ fn chain(c: &Classifier) -> Result<graph::Chain, String> {
 
 /// Why the int8 compiler refuses the classifier (naming the node and operator), if it does.
 pub fn refusal(c: &Classifier) -> Option<String> {
-    chain(c).err()
+    crate::contain::contain(|| chain(c))
+        .map_err(|panic| format!("the quantizer failed on it: {panic}"))
+        .and_then(|r| r)
+        .err()
 }
 
 /// Quantizes the classifier's graph, calibrating on `calib` (training images).
 pub fn quantize(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
+    crate::contain::contain(|| quantize_uncontained(c, calib))
+        .map_err(|panic| format!("the quantizer failed on it: {panic}"))?
+}
+
+fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
     let chain = chain(c)?;
     let ranges = calibrate(c, &chain.layers, calib)?;
     let mut shape = Shape { h: 28, w: 28, c: 1 };
