@@ -189,3 +189,25 @@ fn quantize_to_another_file_leaves_the_committed_files_alone() {
         );
     }
 }
+
+/// Fuzzing found it (`tests/tests/fuzz.rs`, ONNX case 79): the committed model with a Conv's
+/// stride set to 0, which made tract divide by zero. Every command refuses it in one line.
+#[test]
+fn finding_conv_stride_zero_is_refused_in_one_line() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/findings/conv_stride_zero.onnx");
+    let model = model.to_str().unwrap();
+    for args in [
+        vec!["inspect", "--model", model],
+        vec!["classify", "--model", model, "docs/digit_7.png"],
+        vec!["quantize", "--model", model, "-o", "/dev/null"],
+    ] {
+        let out = runtime(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.ends_with("node \"node_1\" (Conv): strides [0, 1]: 0 is out of range\n"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

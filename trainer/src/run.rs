@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Net;
+use crate::model::{Arch, Net};
 use crate::train::{EpochStats, TrainConfig};
 
 /// The record of a run, written after every epoch.
@@ -104,14 +104,16 @@ pub fn save_checkpoint(model: &Net, path: &Path) -> anyhow::Result<()> {
 /// Loads a checkpoint written by `trainer train`, with the architecture its run recorded.
 pub fn load_checkpoint(path: &Path, device: &Device) -> anyhow::Result<(Net, RunRecord)> {
     let (record, _) = RunRecord::for_checkpoint(path)?;
-    let model = Net::new(record.config.arch, device)
-        .try_load_file(path)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a checkpoint of a {} network: {e:?}",
-                path.display(),
-                record.config.arch.name()
-            )
-        })?;
-    Ok((model, record))
+    Ok((load_weights(record.config.arch, path, device)?, record))
+}
+
+/// Loads the weights at `path` into a fresh `arch` network.
+pub fn load_weights(arch: Arch, path: &Path, device: &Device) -> anyhow::Result<Net> {
+    Net::new(arch, device).try_load_file(path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a checkpoint of a {} network: {e:?}",
+            path.display(),
+            arch.name()
+        )
+    })
 }
