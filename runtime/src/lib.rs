@@ -12,4 +12,5 @@ pub mod eval;
 pub mod inspect;
 pub mod preprocess;
 pub mod quantize;
+pub mod soak;
 pub mod validate;

@@ -122,6 +122,9 @@ enum Command {
         /// Seconds to wait for each answer from --device.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
+        /// After a fault, reconnect to --device up to N times per picture and send it again.
+        #[arg(long, default_value_t = 0)]
+        retries: u32,
         /// Print the float (tract), host int8 and device answers side by side.
         #[arg(long)]
         compare: bool,
@@ -167,6 +170,14 @@ enum Command {
         /// Round trips to time on --device.
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Soak --device instead: inject a fault every N requests, alternately killing QEMU
+        /// mid-request and sending two requests back to back, and count answers, losses and
+        /// wrong answers (checked against the host's int8 logits).
+        #[arg(long, value_name = "N")]
+        faults: Option<usize>,
+        /// After a fault, reconnect to --device up to N times per request and send it again.
+        #[arg(long, default_value_t = 0)]
+        retries: u32,
         /// Baud rate of a serial --device.
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
@@ -236,12 +247,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Output piped into `head` ends quietly, as other command-line tools do, not in a panic.
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // Output piped into `head` ends quietly, as other command-line tools do (SIGPIPE stays
+    // ignored: writing to a dead QEMU must be an error, not the end of the process). Any other
+    // panic is a bug in Ember: one line, no backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to stdout") {
+            std::process::exit(0);
+        }
+        eprintln!("error: internal error, please report it: {info}");
+    }));
     match run(Cli::parse().command) {
         Ok(code) => code,
         Err(e) => {
@@ -263,16 +278,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             baud,
             firmware,
             timeout,
+            retries,
             compare,
             images,
         } => {
             let device = match &device {
-                Some(spec) => Some(runtime::device::open(
-                    spec,
-                    baud,
-                    firmware.as_deref(),
-                    seconds(timeout)?,
-                )?),
+                Some(spec) => {
+                    let mut device =
+                        runtime::device::open(spec, baud, firmware.as_deref(), seconds(timeout)?)?;
+                    device.set_retries(retries);
+                    Some(device)
+                }
                 None => None,
             };
             let how = How {
@@ -323,6 +339,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
             device: Some(spec),
             requests,
+            faults,
+            retries,
             baud,
             firmware,
             json,
@@ -330,10 +348,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let classifier = model.load()?;
             let mut device =
                 runtime::device::open(&spec, baud, firmware.as_deref(), Duration::from_secs(10))?;
+            device.set_retries(retries);
             answers::check_model(&device, &classifier)?;
             let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
-            let report = runtime::bench::device(&mut device, test.pixels(), requests)?;
             let _ = (batch, runs);
+            if let Some(every) = faults {
+                return soak(&classifier, &mut device, &test, requests, every, json);
+            }
+            let report = runtime::bench::device(&mut device, test.pixels(), requests)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -916,4 +938,39 @@ fn annotate_command(model: &ModelArgs, output: &Path) -> anyhow::Result<ExitCode
         after.sha256
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pictures a soak cycles through (their host logits are computed once).
+const SOAK_PICTURES: usize = 200;
+
+fn soak(
+    classifier: &Classifier,
+    device: &mut Device,
+    test: &mnist::Dataset,
+    requests: usize,
+    every: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let test = test.take(SOAK_PICTURES);
+    let images: Vec<&[u8; PIXELS]> = (0..test.len())
+        .filter_map(|i| test.image(i).try_into().ok())
+        .collect();
+    let host = answers::host_int8(classifier, None, &images)?;
+    let expected: std::collections::HashMap<&[u8], [i8; 10]> = images
+        .iter()
+        .zip(&host)
+        .filter_map(|(img, a)| Some((&img[..], a.logits?)))
+        .collect();
+    let want = |img: &[u8]| expected.get(img).copied().unwrap_or_default();
+    let report = runtime::soak::run(device, test.pixels(), requests, every, &want);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.lost + report.wrong == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -246,3 +246,29 @@ fn the_cli_classifies_on_the_device_and_compares() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The soak in small: QEMU killed mid-request and requests sent back to back. With a retry,
+/// every request is answered with its own picture's logits; without, the fault is an error.
+#[test]
+fn faults_are_reported_and_retries_carry_on_with_nothing_wrong() {
+    let test = mnist::load(&root().join("data/mnist"), Split::Test)
+        .unwrap()
+        .take(20);
+    let host = |img: &[u8]| host_logits(img);
+    let mut device = connect(M4F);
+    device.set_retries(1);
+    let r = runtime::soak::run(&mut device, test.pixels(), 24, 6, &host);
+    assert_eq!(
+        (r.answered, r.lost, r.wrong),
+        (r.requests, 0, 0),
+        "{}",
+        r.text()
+    );
+    assert_eq!((r.kills, r.pipelined), (2, 2), "{}", r.text());
+    assert_eq!(r.recovered.get("device gone"), Some(&2), "{}", r.text());
+
+    let mut device = connect(M4F);
+    device.kill();
+    let e = device.classify(test.image(0)).unwrap_err().to_string();
+    assert!(e.contains("device gone") && !e.contains('\n'), "{e}");
+}

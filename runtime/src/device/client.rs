@@ -91,8 +91,21 @@ pub struct Device {
     decoder: Decoder,
     seq: u8,
     timeout: Duration,
+    retries: u32,
     /// Its answer to `Ping`.
     pub info: DeviceInfo,
+    /// Faults recovered from by reconnecting, by kind ("device gone", "no reply", ...).
+    pub recovered: std::collections::BTreeMap<String, usize>,
+}
+
+/// The device answered a request with an `Error` frame: a definite answer, never retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: the device refused the request: {error}")]
+pub struct Refused {
+    /// How the device is reached.
+    pub name: String,
+    /// What it said.
+    pub error: DeviceError,
 }
 
 /// How long a freshly started device gets to answer its first `Ping` (QEMU drops what the
@@ -109,6 +122,8 @@ impl Device {
             decoder: Decoder::new(),
             seq: 0,
             timeout,
+            retries: 0,
+            recovered: Default::default(),
             info: DeviceInfo {
                 model_sha256: String::new(),
                 input: (0, 0, 0),
@@ -148,7 +163,72 @@ impl Device {
 
     /// Classifies a 28×28 image (0 = background, 255 = ink) on the device.
     pub fn classify(&mut self, image: &[u8]) -> anyhow::Result<Classification> {
+        let mut attempt = 0;
+        loop {
+            match self.classify_once(image) {
+                Err(e) if attempt < self.retries && e.downcast_ref::<Refused>().is_none() => {
+                    *self.recovered.entry(fault_kind(&e)).or_insert(0) += 1;
+                    attempt += 1;
+                    self.reconnect()?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// After a fault, reconnects up to `retries` times per request and sends it again
+    /// (`--retries`). A request refused by the device is never retried.
+    pub fn set_retries(&mut self, retries: u32) {
+        self.retries = retries;
+    }
+
+    /// A fresh link to the same device, checked to run the same model.
+    pub fn reconnect(&mut self) -> anyhow::Result<()> {
+        let fresh = Device::connect(self.link.reopen()?, self.timeout)?;
+        if fresh.info.model_sha256 != self.info.model_sha256 {
+            bail!("{}: came back with another model", self.link.name);
+        }
+        self.link = fresh.link;
+        self.decoder = fresh.decoder;
+        self.seq = fresh.seq;
+        Ok(())
+    }
+
+    /// Kills QEMU behind the link (fault injection for the soak).
+    pub fn kill(&mut self) {
+        self.link.kill();
+    }
+
+    /// Sends a Classify request without waiting; returns its sequence number (pipelining).
+    pub fn send_classify(&mut self, image: &[u8]) -> anyhow::Result<u8> {
+        self.send(Kind::Classify, image)
+    }
+
+    /// The answer to the Classify request `seq` (skipping other frames).
+    pub fn answer_to(&mut self, seq: u8) -> anyhow::Result<Classification> {
+        let frame = self.reply_to(seq, self.timeout)?.with_context(|| {
+            format!(
+                "{}: no reply within {:.1} s",
+                self.link.name,
+                self.timeout.as_secs_f64()
+            )
+        })?;
+        self.classification(frame)
+    }
+
+    fn classify_once(&mut self, image: &[u8]) -> anyhow::Result<Classification> {
         let frame = self.request(Kind::Classify, image)?;
+        self.classification(frame)
+    }
+
+    fn classification(&self, frame: Frame) -> anyhow::Result<Classification> {
+        if frame.kind == Kind::Error {
+            return Err(Refused {
+                name: self.link.name.clone(),
+                error: DeviceError::parse(&frame.payload),
+            }
+            .into());
+        }
         if frame.kind != Kind::Result {
             bail!(
                 "{}: answered Classify with {:?}",
@@ -171,11 +251,11 @@ impl Device {
             )
         })?;
         if frame.kind == Kind::Error {
-            bail!(
-                "{}: the device refused the request: {}",
-                self.link.name,
-                DeviceError::parse(&frame.payload)
-            );
+            return Err(Refused {
+                name: self.link.name.clone(),
+                error: DeviceError::parse(&frame.payload),
+            }
+            .into());
         }
         Ok(frame)
     }
@@ -225,4 +305,19 @@ impl Device {
             }
         }
     }
+}
+
+/// A fault's kind, for the soak's tally.
+fn fault_kind(e: &anyhow::Error) -> String {
+    let text = e.to_string();
+    [
+        "device gone",
+        "no reply",
+        "garbled reply",
+        "no answer to ping",
+    ]
+    .into_iter()
+    .find(|k| text.contains(k))
+    .unwrap_or("other")
+    .to_string()
 }

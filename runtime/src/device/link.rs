@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,16 @@ pub struct Link {
     pending: VecDeque<u8>,
     child: Option<Child>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    origin: Origin,
+}
+
+/// Where a link came from, so that it can be opened again after a fault.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// An ELF run in QEMU on a board.
+    Qemu(Board, PathBuf),
+    /// A serial port at a baud rate.
+    Serial(PathBuf, u32),
 }
 
 impl Link {
@@ -57,6 +67,7 @@ impl Link {
             pending: VecDeque::new(),
             child: Some(child),
             stderr: errors,
+            origin: Origin::Qemu(board, elf.to_path_buf()),
         })
     }
 
@@ -73,7 +84,24 @@ impl Link {
             pending: VecDeque::new(),
             child: None,
             stderr: Arc::new(Mutex::new(Vec::new())),
+            origin: Origin::Serial(path.to_path_buf(), baud),
         })
+    }
+
+    /// A new link to the same device: QEMU started afresh, or the serial port opened again.
+    pub fn reopen(&self) -> anyhow::Result<Self> {
+        match &self.origin {
+            Origin::Qemu(board, elf) => Self::qemu(*board, elf),
+            Origin::Serial(path, baud) => Self::serial(path, *baud),
+        }
+    }
+
+    /// Kills QEMU behind this link (fault injection); a serial link is left alone.
+    pub fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Sends `bytes` to the device.
