@@ -63,7 +63,7 @@ pub fn run(
     let mut i = 0;
     while i < requests {
         let fault = fault_every > 0 && i % fault_every == fault_every - 1;
-        if fault && (i / fault_every) % 2 == 0 {
+        if fault && (i / fault_every).is_multiple_of(2) {
             // The request goes out, then QEMU dies before it answers.
             r.kills += 1;
             if device.send_classify(image(i)).is_ok() {

@@ -53,7 +53,7 @@ fn tensor(t: &TensorProto) -> Result<(), String> {
             12 => 4,              // uint32
             _ => return Ok(()),
         };
-        if t.raw_data.len() % size != 0 {
+        if !t.raw_data.len().is_multiple_of(size) {
             return Err(format!(
                 "{} data bytes are not whole values",
                 t.raw_data.len()
