@@ -109,8 +109,8 @@ enum Command {
         #[arg(long)]
         save_input: Option<PathBuf>,
         /// Classify on a microcontroller running the inference service: `qemu` (Cortex-M4F),
-        /// `qemu:m3` or `qemu:m4` start it in QEMU; a path such as /dev/ttyACM0 is a board's
-        /// serial port.
+        /// `qemu:m3` or `qemu:m4` start it in QEMU (`qemu-pty[:BOARD]` with its UART on a
+        /// pseudo-terminal); a path such as /dev/ttyACM0 is a board's serial port.
         #[arg(long)]
         device: Option<String>,
         /// Baud rate of a serial --device.
@@ -163,8 +163,8 @@ enum Command {
         /// $EMBER_DATA, else ./data/mnist].
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Time round trips to a device instead (`qemu`, `qemu:m3`, `qemu:m4` or a serial
-        /// port), one request at a time.
+        /// Time round trips to a device instead (`qemu`, `qemu:m3`, `qemu:m4`,
+        /// `qemu-pty[:BOARD]` or a serial port), one request at a time.
         #[arg(long)]
         device: Option<String>,
         /// Round trips to time on --device.

@@ -33,6 +33,8 @@ enum Origin {
     Qemu(Board, PathBuf),
     /// A serial port at a baud rate.
     Serial(PathBuf, u32),
+    /// An ELF run in QEMU with its UART on a pseudo-terminal, reached as a serial port.
+    QemuPty(Board, PathBuf),
 }
 
 impl Link {
@@ -71,6 +73,41 @@ impl Link {
         })
     }
 
+    /// Starts `elf` in QEMU on `board` with the UART on a pseudo-terminal, and opens that as a
+    /// serial port: the path a board's USB-serial adapter takes, with QEMU behind it. Killing
+    /// this link pulls the pseudo-terminal.
+    pub fn qemu_pty(board: Board, elf: &Path) -> anyhow::Result<Self> {
+        let mut child = super::qemu::command(board, elf, "pty")?
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start QEMU for {}", board.machine))?;
+        // QEMU names the pseudo-terminal on stdout ("char device redirected to /dev/pts/N").
+        let stdout = child.stdout.take().context("QEMU started without stdout")?;
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(stdout);
+        let pty = loop {
+            line.clear();
+            if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
+                let _ = child.kill();
+                bail!(
+                    "QEMU for {} exited without naming its pseudo-terminal",
+                    board.machine
+                );
+            }
+            if let Some(p) = line.split_whitespace().find(|w| w.starts_with("/dev/")) {
+                break PathBuf::from(p);
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let mut link = Self::serial(&pty, 115_200)?;
+        link.name = format!("{} (qemu:{} {})", pty.display(), board.name, board.machine);
+        link.child = Some(child);
+        link.origin = Origin::QemuPty(board, elf.to_path_buf());
+        Ok(link)
+    }
+
     /// Opens the serial port at `path` (e.g. `/dev/ttyACM0`) raw, 8N1, at `baud`.
     pub fn serial(path: &Path, baud: u32) -> anyhow::Result<Self> {
         let file = super::serial::open(path, baud)?;
@@ -93,6 +130,7 @@ impl Link {
         match &self.origin {
             Origin::Qemu(board, elf) => Self::qemu(*board, elf),
             Origin::Serial(path, baud) => Self::serial(path, *baud),
+            Origin::QemuPty(board, elf) => Self::qemu_pty(*board, elf),
         }
     }
 

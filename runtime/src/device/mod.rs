@@ -14,21 +14,34 @@ pub use link::Link;
 pub use qemu::{Board, M3, M4F};
 
 /// Connects to the device named on the command line: `qemu` or `qemu:BOARD` starts the
-/// inference service in QEMU (`firmware` overrides its ELF); anything else is a serial port
-/// opened at `baud`.
+/// inference service in QEMU (`firmware` overrides its ELF) on pipes, `qemu-pty[:BOARD]` on a
+/// pseudo-terminal opened as a serial port; anything else is a serial port opened at `baud`.
 pub fn open(
     spec: &str,
     baud: u32,
     firmware: Option<&Path>,
     timeout: Duration,
 ) -> anyhow::Result<Device> {
-    let link = match spec.strip_prefix("qemu") {
-        Some("") => Link::qemu(M4F, &qemu::service_elf(M4F, firmware)?)?,
-        Some(rest) if rest.starts_with(':') => {
-            let board = Board::named(&rest[1..])?;
-            Link::qemu(board, &qemu::service_elf(board, firmware)?)?
+    let qemu = |rest: &str, pty: bool| -> anyhow::Result<Link> {
+        let board = match rest {
+            "" => M4F,
+            _ => Board::named(rest)?,
+        };
+        let elf = qemu::service_elf(board, firmware)?;
+        match pty {
+            true => Link::qemu_pty(board, &elf),
+            false => Link::qemu(board, &elf),
         }
-        _ => Link::serial(Path::new(spec), baud)?,
+    };
+    let link = if let Some(rest) = spec.strip_prefix("qemu-pty") {
+        qemu(rest.trim_start_matches(':'), true)?
+    } else if let Some(rest) = spec
+        .strip_prefix("qemu")
+        .filter(|r| r.is_empty() || r.starts_with(':'))
+    {
+        qemu(rest.trim_start_matches(':'), false)?
+    } else {
+        Link::serial(Path::new(spec), baud)?
     };
     Device::connect(link, timeout)
 }
