@@ -110,6 +110,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic is a bug in Ember or burn, never the user's doing: one line, no backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error, please report it: {info}");
+    }));
     match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
