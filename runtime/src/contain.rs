@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
 thread_local! {
@@ -25,12 +26,24 @@ fn install_hook() {
     });
 }
 
+/// Panics contained so far in this process: each is a dependency's bug that a file reached,
+/// which the fuzz tests report as a finding even though the user only sees an error.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many panics `contain` has turned into errors in this process.
+pub fn contained_panics() -> usize {
+    PANICS.load(Ordering::Relaxed)
+}
+
 /// Runs `f`; a panic inside it comes back as `Err` with its message.
 pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     install_hook();
     let was = CONTAINED.with(|c| c.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));
     CONTAINED.with(|c| c.set(was));
+    if result.is_err() {
+        PANICS.fetch_add(1, Ordering::Relaxed);
+    }
     result.map_err(|e| {
         e.downcast_ref::<String>()
             .cloned()

@@ -15,6 +15,7 @@ pub fn model(proto: &ModelProto) -> Result<(), String> {
     for t in &graph.initializer {
         tensor(t).map_err(|e| format!("initializer {:?}: {e}", t.name))?;
     }
+    references(graph)?;
     for node in &graph.node {
         let what = || format!("node {:?} ({})", node.name, node.op_type);
         for a in &node.attribute {
@@ -29,6 +30,43 @@ pub fn model(proto: &ModelProto) -> Result<(), String> {
         window(node, weights).map_err(|e| format!("{}: {e}", what()))?;
     }
     Ok(())
+}
+
+/// Every tensor a node reads, and every graph output, is made somewhere: by a node, or as an
+/// input or an initializer.
+fn references(graph: &tract_onnx::pb::GraphProto) -> Result<(), String> {
+    let made: std::collections::HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .chain(
+            graph
+                .node
+                .iter()
+                .flat_map(|n| n.output.iter().map(String::as_str)),
+        )
+        .collect();
+    for node in &graph.node {
+        if let Some(missing) = node
+            .input
+            .iter()
+            .find(|i| !i.is_empty() && !made.contains(i.as_str()))
+        {
+            return Err(format!(
+                "node {:?} ({}) reads {missing:?}, which nothing makes",
+                node.name, node.op_type
+            ));
+        }
+    }
+    match graph
+        .output
+        .iter()
+        .find(|o| !made.contains(o.name.as_str()))
+    {
+        Some(o) => Err(format!("output {:?} is made by no node", o.name)),
+        None => Ok(()),
+    }
 }
 
 /// A tensor's dims are non-negative, not too many elements, and its data holds that many.

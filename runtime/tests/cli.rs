@@ -190,11 +190,12 @@ fn quantize_to_another_file_leaves_the_committed_files_alone() {
     }
 }
 
-/// Fuzzing found it (`tests/tests/fuzz.rs`, ONNX case 79): the committed model with a Conv's
-/// stride set to 0, which made tract divide by zero. Every command refuses it in one line.
-#[test]
-fn finding_conv_stride_zero_is_refused_in_one_line() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/findings/conv_stride_zero.onnx");
+/// Runs inspect, classify and quantize on a fuzz finding checked in under `tests/findings/`:
+/// each must exit 1 with one line ending in `reason`.
+fn refused_in_one_line(finding: &str, reason: &str) {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/findings")
+        .join(finding);
     let model = model.to_str().unwrap();
     for args in [
         vec!["inspect", "--model", model],
@@ -206,8 +207,37 @@ fn finding_conv_stride_zero_is_refused_in_one_line() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(
-            stderr.ends_with("node \"node_1\" (Conv): strides [0, 1]: 0 is out of range\n"),
+            stderr.ends_with(&format!("{reason}\n")),
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// ONNX case 79: a Conv's stride set to 0 made tract divide by zero. Now refused by the checks.
+#[test]
+fn finding_conv_stride_zero() {
+    refused_in_one_line(
+        "conv_stride_zero.onnx",
+        "node \"node_1\" (Conv): strides [0, 1]: 0 is out of range",
+    );
+}
+
+/// ONNX case 1410: a node's output renamed, so the graph's output is made by nothing; tract
+/// panicked on the missing key. Now refused by the checks.
+#[test]
+fn finding_output_made_by_no_node() {
+    refused_in_one_line(
+        "output_made_by_no_node.onnx",
+        "output \"t17\" is made by no node",
+    );
+}
+
+/// ONNX case 1645: a Gather index in the flatten's shape chain set to 2^36; tract indexes out
+/// of bounds. Contained: the panic becomes the usual one-line error.
+#[test]
+fn finding_gather_index_out_of_bounds() {
+    refused_in_one_line(
+        "gather_index_2_pow_36.onnx",
+        "tract failed on it: index out of bounds: the len is 4 but the index is 68719476736",
+    );
 }

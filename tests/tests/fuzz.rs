@@ -38,20 +38,33 @@ fn survive(parser: &str, seed: &[u8], parse: impl Fn(&[u8])) -> Vec<(u64, Damage
     let mut panics = Vec::new();
     for case in 0..cases() {
         let (damage, bytes) = mutate(seed, case);
-        if let Err(e) = catch_unwind(AssertUnwindSafe(|| parse(&bytes))) {
+        let contained = runtime::contain::contained_panics();
+        let outcome = catch_unwind(AssertUnwindSafe(|| parse(&bytes)));
+        // A panic the runtime contained reached the user as a one-line error, as it must; it
+        // is still a dependency's bug on this file, so it is kept and told.
+        if runtime::contain::contained_panics() > contained {
+            keep(&format!("{parser}-{case}-contained"), &bytes);
+            eprintln!("{parser}: case {case} ({damage:?}) panicked inside a dependency, contained");
+        }
+        if let Err(e) = outcome {
             let message = e
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            let dir = root().join("target/fuzz-findings");
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join(format!("{parser}-{case}.bin")), &bytes);
+            keep(&format!("{parser}-{case}"), &bytes);
             panics.push((case, damage, message));
         }
     }
     std::panic::set_hook(previous);
     panics
+}
+
+/// Keeps a finding's input under `target/fuzz-findings/NAME.bin`, to be checked in.
+fn keep(name: &str, bytes: &[u8]) {
+    let dir = root().join("target/fuzz-findings");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.bin")), bytes);
 }
 
 fn assert_survived(parser: &str, panics: &[(u64, Damage, String)]) {
