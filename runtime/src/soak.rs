@@ -9,7 +9,7 @@ use std::time::Instant;
 use mnist::PIXELS;
 use serde::Serialize;
 
-use crate::device::Device;
+use crate::device::{fault_kind, Device};
 
 /// What a soak saw.
 #[derive(Debug, Default, Serialize)]
@@ -130,21 +130,10 @@ fn count_answer(
     }
 }
 
-/// Counts an error by the kind its message names.
+/// Counts an error by its kind.
 fn tally(r: &mut SoakReport, result: anyhow::Result<()>) {
     if let Err(e) = result {
-        let text = e.to_string();
-        let kind = [
-            "device gone",
-            "no reply",
-            "garbled reply",
-            "no answer to ping",
-            "refused",
-        ]
-        .into_iter()
-        .find(|k| text.contains(k))
-        .unwrap_or("other");
-        *r.errors.entry(kind.to_string()).or_insert(0) += 1;
+        *r.errors.entry(fault_kind(&e).to_string()).or_insert(0) += 1;
     }
 }
 

@@ -167,7 +167,10 @@ impl Device {
         loop {
             match self.classify_once(image) {
                 Err(e) if attempt < self.retries && e.downcast_ref::<Refused>().is_none() => {
-                    *self.recovered.entry(fault_kind(&e)).or_insert(0) += 1;
+                    *self
+                        .recovered
+                        .entry(fault_kind(&e).to_string())
+                        .or_insert(0) += 1;
                     attempt += 1;
                     self.reconnect()?;
                 }
@@ -206,29 +209,7 @@ impl Device {
 
     /// The answer to the Classify request `seq` (skipping other frames).
     pub fn answer_to(&mut self, seq: u8) -> anyhow::Result<Classification> {
-        let frame = self.reply_to(seq, self.timeout)?.with_context(|| {
-            format!(
-                "{}: no reply within {:.1} s",
-                self.link.name,
-                self.timeout.as_secs_f64()
-            )
-        })?;
-        self.classification(frame)
-    }
-
-    fn classify_once(&mut self, image: &[u8]) -> anyhow::Result<Classification> {
-        let frame = self.request(Kind::Classify, image)?;
-        self.classification(frame)
-    }
-
-    fn classification(&self, frame: Frame) -> anyhow::Result<Classification> {
-        if frame.kind == Kind::Error {
-            return Err(Refused {
-                name: self.link.name.clone(),
-                error: DeviceError::parse(&frame.payload),
-            }
-            .into());
-        }
+        let frame = self.reply(seq)?;
         if frame.kind != Kind::Result {
             bail!(
                 "{}: answered Classify with {:?}",
@@ -240,9 +221,19 @@ impl Device {
             .with_context(|| format!("{}: malformed Result reply", self.link.name))
     }
 
+    fn classify_once(&mut self, image: &[u8]) -> anyhow::Result<Classification> {
+        let seq = self.send(Kind::Classify, image)?;
+        self.answer_to(seq)
+    }
+
     /// Sends a request and waits for its reply; an `Error` reply becomes an error.
     pub fn request(&mut self, kind: Kind, payload: &[u8]) -> anyhow::Result<Frame> {
         let seq = self.send(kind, payload)?;
+        self.reply(seq)
+    }
+
+    /// The reply to request `seq` within the timeout; an `Error` reply becomes [`Refused`].
+    fn reply(&mut self, seq: u8) -> anyhow::Result<Frame> {
         let frame = self.reply_to(seq, self.timeout)?.with_context(|| {
             format!(
                 "{}: no reply within {:.1} s",
@@ -307,8 +298,12 @@ impl Device {
     }
 }
 
-/// A fault's kind, for the soak's tally.
-fn fault_kind(e: &anyhow::Error) -> String {
+/// A fault's kind, as the soak and the retries tally them: a refusal by the device, or the
+/// kind of link failure its message names.
+pub fn fault_kind(e: &anyhow::Error) -> &'static str {
+    if e.downcast_ref::<Refused>().is_some() {
+        return "refused";
+    }
     let text = e.to_string();
     [
         "device gone",
@@ -319,5 +314,4 @@ fn fault_kind(e: &anyhow::Error) -> String {
     .into_iter()
     .find(|k| text.contains(k))
     .unwrap_or("other")
-    .to_string()
 }

@@ -9,7 +9,7 @@ mod serial;
 use std::path::Path;
 use std::time::Duration;
 
-pub use client::{Device, DeviceError, DeviceInfo};
+pub use client::{fault_kind, Device, DeviceError, DeviceInfo};
 pub use link::Link;
 pub use qemu::{Board, M3, M4F};
 
