@@ -12,13 +12,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use mnist::{Dataset, Split, PIXELS};
-use onnx::{data_dir, floats, ints, node, templates, value};
+use onnx::{
+    data_dir, encode, floats, int_attr, ints, ints_attr, node, template_scores, templates, value,
+};
 use prost::Message;
 use runtime::classifier::{argmax, Classifier};
 use runtime::convention::{self, Convention, Source, PRESETS};
 use runtime::device::{qemu, Device, Link, M3, M4F};
 use runtime::quantize::{self, codegen};
-use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, OperatorSetIdProto};
+use tract_onnx::pb::{GraphProto, ModelProto};
 
 /// The template classifier as a model fed `pixel × scale + offset`, written as tf2onnx writes a
 /// Keras Flatten → Dense: its logits equal the template's on the pixels.
@@ -30,29 +32,17 @@ fn model_for(scale: f32, offset: f32) -> Vec<u8> {
     let b2: Vec<f32> = (0..10)
         .map(|c| b[c] - offset * k * (0..PIXELS).map(|p| w[p * 10 + c]).sum::<f32>())
         .collect();
-    let to_int64 = AttributeProto {
-        name: "to".into(),
-        r#type: 2,
-        i: 7,
-        ..Default::default()
-    };
-    let axis0 = AttributeProto {
-        name: "axis".into(),
-        r#type: 2,
-        i: 0,
-        ..Default::default()
-    };
     let graph = GraphProto {
         name: "tf2onnx".into(),
         node: vec![
             node("Shape", &["input"], "shape", vec![]),
             node("Slice", &["shape", "zero", "one"], "batch", vec![]),
-            node("Cast", &["batch"], "batch64", vec![to_int64]),
+            node("Cast", &["batch"], "batch64", vec![int_attr("to", 7)]),
             node(
                 "Concat",
                 &["batch64", "features"],
                 "flat_shape",
-                vec![axis0],
+                vec![int_attr("axis", 0)],
             ),
             node("Reshape", &["input", "flat_shape"], "flat", vec![]),
             node("MatMul", &["flat", "w"], "mm", vec![]),
@@ -69,35 +59,11 @@ fn model_for(scale: f32, offset: f32) -> Vec<u8> {
         output: vec![value("logits", &[None, Some(10)])],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: 8,
-        producer_name: "tf2onnx-like".into(),
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    encode(graph, "tf2onnx-like", 17)
 }
 
 fn preset(name: &str) -> Convention {
     Convention::preset(name).unwrap()
-}
-
-/// The template's logits on raw pixels, computed directly.
-fn direct(pixels: &[u8]) -> Vec<f32> {
-    let (w, b) = templates();
-    (0..10)
-        .map(|c| {
-            b[c] + pixels
-                .iter()
-                .enumerate()
-                .map(|(p, &v)| v as f32 / 255.0 * w[p * 10 + c])
-                .sum::<f32>()
-        })
-        .collect()
 }
 
 fn load(bytes: &[u8], input: Option<Convention>) -> Classifier {
@@ -120,7 +86,7 @@ fn each_preset_feeds_its_model_as_the_direct_computation_does() {
         let plan = c.plan(1).unwrap();
         for i in 0..test.len() {
             let got = plan.run(c.scale_pixels(test.image(i))).unwrap();
-            let want = direct(test.image(i));
+            let want = template_scores(test.image(i));
             for (g, w) in got.iter().zip(&want) {
                 assert!(
                     (g - w).abs() < 1e-3 * (1.0 + w.abs()),
@@ -340,19 +306,18 @@ fn channels_last_model() -> Vec<u8> {
             dense[(p * 2 + 1) * 10 + c] = w[p * 10 + c] / 255.0;
         }
     }
-    let perm = AttributeProto {
-        name: "perm".into(),
-        r#type: 7,
-        ints: vec![0, 2, 3, 1],
-        ..Default::default()
-    };
     let graph = GraphProto {
         name: "keras-conv".into(),
         node: vec![
             node("Reshape", &["input", "nchw"], "x", vec![]),
             node("Conv", &["x", "k", "kb"], "conv", vec![]),
             node("Relu", &["conv"], "relu", vec![]),
-            node("Transpose", &["relu"], "nhwc", vec![perm]),
+            node(
+                "Transpose",
+                &["relu"],
+                "nhwc",
+                vec![ints_attr("perm", &[0, 2, 3, 1])],
+            ),
             node("Reshape", &["nhwc", "flat_shape"], "flat", vec![]),
             node("MatMul", &["flat", "w"], "mm", vec![]),
             node("Add", &["mm", "b"], "logits", vec![]),
@@ -369,16 +334,7 @@ fn channels_last_model() -> Vec<u8> {
         output: vec![value("logits", &[None, Some(10)])],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    encode(graph, "keras-conv-like", 17)
 }
 
 #[test]
@@ -386,7 +342,7 @@ fn a_transpose_to_channels_last_before_the_flatten_quantizes() {
     let c = load(&channels_last_model(), Some(preset("raw")));
     let test = test_digits(1000);
     let template: Vec<u8> = (0..test.len())
-        .map(|i| argmax(&direct(test.image(i))) as u8)
+        .map(|i| argmax(&template_scores(test.image(i))) as u8)
         .collect();
     assert_eq!(runtime::eval::predict_all(&c, &test).unwrap(), template);
     let q = quantize::quantize_mnist(&c, &data_dir(), 500, 1).unwrap();

@@ -6,10 +6,10 @@ use std::path::Path;
 mod onnx;
 
 use mnist::{Split, PIXELS};
-use onnx::{data_dir, floats, ints, node, templates, value};
+use onnx::{data_dir, encode, floats, int_attr, ints, node, template_scores, templates, value};
 use prost::Message;
 use runtime::classifier::{argmax, Classifier, Layout, Scores};
-use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, OperatorSetIdProto};
+use tract_onnx::pb::{GraphProto, ModelProto};
 
 /// A linear classifier `softmax?(flatten(x) · W + b)` with input dims `input` (batch first).
 fn linear_model(
@@ -26,13 +26,12 @@ fn linear_model(
     ];
     let mut out = "scores";
     if softmax {
-        let axis = AttributeProto {
-            name: "axis".into(),
-            r#type: 2,
-            i: 1,
-            ..Default::default()
-        };
-        nodes.push(node("Softmax", &["scores"], "probs", vec![axis]));
+        nodes.push(node(
+            "Softmax",
+            &["scores"],
+            "probs",
+            vec![int_attr("axis", 1)],
+        ));
         out = "probs";
     }
     let graph = GraphProto {
@@ -47,30 +46,7 @@ fn linear_model(
         output: vec![value(out, &[None, Some(classes)])],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: 8,
-        producer_name: "ember-test".into(),
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
-fn reference(w: &[f32], b: &[f32], pixels: &[u8]) -> usize {
-    let scores: Vec<f32> = (0..10)
-        .map(|c| {
-            b[c] + pixels
-                .iter()
-                .enumerate()
-                .map(|(p, &v)| v as f32 / 255.0 * w[p * 10 + c])
-                .sum::<f32>()
-        })
-        .collect();
-    argmax(&scores)
+    encode(graph, "ember-test", 13)
 }
 
 #[test]
@@ -78,7 +54,7 @@ fn every_layout_classifies_like_the_reference() {
     let (w, b) = templates();
     let test = mnist::load(&data_dir(), Split::Test).unwrap().take(500);
     let expected: Vec<u8> = (0..test.len())
-        .map(|i| reference(&w, &b, test.image(i)) as u8)
+        .map(|i| argmax(&template_scores(test.image(i))) as u8)
         .collect();
     let correct = expected
         .iter()

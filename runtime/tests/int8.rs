@@ -5,10 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use mnist::{Dataset, Split};
+use onnx::{floats, int_attr, ints_attr, node};
 use prost::Message;
 use runtime::classifier::{argmax, Classifier};
 use runtime::quantize::{self, codegen};
-use tract_onnx::pb::{self, ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{self, ModelProto};
+
+mod onnx;
 
 #[allow(dead_code)]
 mod committed {
@@ -94,26 +97,6 @@ fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
     assert!(cost.agreement >= 0.995, "{cost:?}");
 }
 
-fn floats(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: 1,
-        float_data: data,
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: format!("{op}_{output}"),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
-
 fn initializer(proto: &ModelProto, name: &str) -> (Vec<i64>, Vec<f32>) {
     let t = proto
         .graph
@@ -153,13 +136,12 @@ fn foreign_variant() -> Vec<u8> {
         let c = dims.remove(1);
         dims.push(c);
     }
-    let mut transpose = node("Transpose", &[&input], "nchw");
-    transpose.attribute.push(pb::AttributeProto {
-        name: "perm".into(),
-        r#type: 7,
-        ints: vec![0, 3, 1, 2],
-        ..Default::default()
-    });
+    let transpose = node(
+        "Transpose",
+        &[&input],
+        "nchw",
+        vec![ints_attr("perm", &[0, 3, 1, 2])],
+    );
     for n in g.node.iter_mut() {
         for i in n.input.iter_mut().filter(|i| **i == input) {
             *i = "nchw".into();
@@ -170,17 +152,18 @@ fn foreign_variant() -> Vec<u8> {
     let conv = g.node.iter().position(|n| n.op_type == "Conv").unwrap();
     let conv_out = g.node[conv].output[0].clone();
     g.node[conv].output[0] = "conv_raw".into();
-    let mut bn = node(
-        "BatchNormalization",
-        &["conv_raw", "bn_g", "bn_b", "bn_m", "bn_v"],
-        &conv_out,
-    );
-    bn.attribute.push(pb::AttributeProto {
+    let epsilon = pb::AttributeProto {
         name: "epsilon".into(),
         r#type: 1,
         f: 1e-5,
         ..Default::default()
-    });
+    };
+    let bn = node(
+        "BatchNormalization",
+        &["conv_raw", "bn_g", "bn_b", "bn_m", "bn_v"],
+        &conv_out,
+        vec![epsilon],
+    );
     g.node.insert(conv + 1, bn);
     let c = 8;
     g.initializer.extend([
@@ -210,26 +193,19 @@ fn foreign_variant() -> Vec<u8> {
         floats("gemm_w", &[outputs as i64, inputs as i64], wt),
         floats("gemm_b", &[outputs as i64], b),
     ]);
-    let mut gemm = node("Gemm", &[&x, "gemm_w", "gemm_b"], &y);
-    gemm.attribute.push(pb::AttributeProto {
-        name: "transB".into(),
-        r#type: 2,
-        i: 1,
-        ..Default::default()
-    });
+    let gemm = node(
+        "Gemm",
+        &[&x, "gemm_w", "gemm_b"],
+        &y,
+        vec![int_attr("transB", 1)],
+    );
     g.node[mm] = gemm;
     g.node.remove(add);
     // A final Softmax.
     let last = g.output[0].name.clone();
     let n = g.node.len();
     g.node[n - 1].output[0] = "logits".into();
-    let mut softmax = node("Softmax", &["logits"], &last);
-    softmax.attribute.push(pb::AttributeProto {
-        name: "axis".into(),
-        r#type: 2,
-        i: 1,
-        ..Default::default()
-    });
+    let softmax = node("Softmax", &["logits"], &last, vec![int_attr("axis", 1)]);
     g.node.push(softmax);
     if let Some(pb::type_proto::Value::TensorType(t)) =
         g.output[0].r#type.as_mut().and_then(|t| t.value.as_mut())

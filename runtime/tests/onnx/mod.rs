@@ -1,12 +1,17 @@
 //! Hand-built ONNX for the tests: value infos, tensors, nodes, and a real (weak) classifier's
 //! weights, so that models no exporter of ours wrote can be made on the spot.
 
+// Each test file that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
 use mnist::{Split, PIXELS};
+use prost::Message;
 use tract_onnx::pb::{
-    self, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, NodeProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    self, tensor_shape_proto::dimension::Value as Dim, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 
 /// The workspace's MNIST.
@@ -58,6 +63,41 @@ pub fn ints(name: &str, data: &[i64]) -> TensorProto {
     }
 }
 
+/// An integer attribute.
+pub fn int_attr(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 2,
+        i,
+        ..Default::default()
+    }
+}
+
+/// A list-of-integers attribute.
+pub fn ints_attr(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: 7,
+        ints: ints.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// `graph` as an ONNX file of the default domain at `opset`, written by `producer`.
+pub fn encode(graph: GraphProto, producer: &str, opset: i64) -> Vec<u8> {
+    ModelProto {
+        ir_version: 8,
+        producer_name: producer.into(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 /// A node with one output.
 pub fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
@@ -97,4 +137,18 @@ fn compute_templates() -> (Vec<f32>, Vec<f32>) {
         }
     }
     (w, b)
+}
+
+/// The template classifier's ten scores for raw pixels, computed directly.
+pub fn template_scores(pixels: &[u8]) -> Vec<f32> {
+    let (w, b) = templates();
+    (0..10)
+        .map(|c| {
+            b[c] + pixels
+                .iter()
+                .enumerate()
+                .map(|(p, &v)| v as f32 / 255.0 * w[p * 10 + c])
+                .sum::<f32>()
+        })
+        .collect()
 }
