@@ -723,18 +723,20 @@ fn quantize_command(
     let beside_model = quantize::codegen::default_output(model);
     let output = output.unwrap_or(&beside_model);
     let q = quantize::quantize_mnist(classifier, calib, count, seed)?;
-    let arena = q.firmware_model(&q.firmware_layers()).arena_bytes;
+    let layers = q.firmware_layers();
+    let fw = q.firmware_model(&layers);
+    let (weight_bytes, arena) = (q.weight_bytes(), fw.arena_bytes);
     let fits: Vec<Fit> = Board::ALL
         .iter()
-        .map(|b| b.fit(q.weight_bytes(), arena))
+        .map(|b| b.fit(weight_bytes, arena))
         .collect();
     if let Some(board) = target {
-        let fit = board.fit(q.weight_bytes(), arena);
+        let fit = board.fit(weight_bytes, arena);
         if !fit.fits() {
             anyhow::bail!(
                 "{}: does not fit {} ({}): flash needs {} bytes ({} of parameters + {} of code) of {}; RAM needs {} bytes (arena {} + {} of stack and statics) of {}",
                 classifier.path().display(), board.name, board.target,
-                thousands(fit.flash_needed as u64), thousands(q.weight_bytes() as u64),
+                thousands(fit.flash_needed as u64), thousands(weight_bytes as u64),
                 thousands(board.code_bytes as u64), thousands(board.flash as u64),
                 thousands(fit.ram_needed as u64), thousands(arena as u64),
                 thousands(board.reserved_ram as u64), thousands(board.ram as u64)
@@ -753,8 +755,6 @@ fn quantize_command(
         .with_context(|| format!("{}: cannot write", output.display()))?;
     let test = mnist::load(calib, Split::Test)?;
     let cost = quantize::cost(classifier, &q, &test)?;
-    let layers = q.firmware_layers();
-    let fw = q.firmware_model(&layers);
     let rows: Vec<serde_json::Value> = layers
         .iter()
         .zip(&q.names)
