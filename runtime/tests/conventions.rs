@@ -352,3 +352,68 @@ fn a_transpose_to_channels_last_before_the_flatten_quantizes() {
         "{cost:?}"
     );
 }
+
+/// A dense 784→1400→10 network: 1.1 M int8 parameters, more than either board's flash.
+fn too_big_model() -> Vec<u8> {
+    let hidden = 1400;
+    let graph = GraphProto {
+        name: "too-big".into(),
+        node: vec![
+            node("Reshape", &["input", "flat_shape"], "flat", vec![]),
+            node("MatMul", &["flat", "w1"], "h", vec![]),
+            node("MatMul", &["h", "w2"], "logits", vec![]),
+        ],
+        initializer: vec![
+            ints("flat_shape", &[-1, PIXELS as i64]),
+            floats(
+                "w1",
+                &[PIXELS as i64, hidden],
+                vec![0.001; PIXELS * hidden as usize],
+            ),
+            floats(
+                "w2",
+                &[hidden, 10],
+                (0..hidden * 10).map(|i| (i % 7) as f32 * 0.01).collect(),
+            ),
+        ],
+        input: vec![value("input", &[None, Some(1), Some(28), Some(28)])],
+        output: vec![value("logits", &[None, Some(10)])],
+        ..Default::default()
+    };
+    encode(graph, "ember-test", 17)
+}
+
+#[test]
+fn quantize_target_refuses_a_model_the_board_cannot_hold_before_writing() {
+    let dir = scratch("budget");
+    let model = dir.join("big.onnx");
+    std::fs::write(&model, too_big_model()).unwrap();
+    let out = dir.join("big_int8.rs");
+    let run = |target: &str| {
+        runtime_cli(&[
+            "quantize",
+            "--model",
+            model.to_str().unwrap(),
+            "--calib-count",
+            "50",
+            "--target",
+            target,
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    let refused = run("m4");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("big.onnx: does not fit m4 (thumbv7em-none-eabihf): flash needs")
+            && stderr.contains("of 1,048,576; RAM needs"),
+        "{stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing is written for a model that does not fit"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
