@@ -914,8 +914,8 @@ fn annotate_command(model: &ModelArgs, output: &Path) -> anyhow::Result<ExitCode
     let Some(convention) = model.convention()? else {
         anyhow::bail!("annotate: give the convention with --input PRESET or --input-scale S");
     };
-    let before = Classifier::load(path)?;
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let before = Classifier::from_bytes(path, &bytes)?;
     let annotated = convention::annotate(&bytes, &convention)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let after = Classifier::from_bytes(output, &annotated)?;
