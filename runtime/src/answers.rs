@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use mnist::PIXELS;
+use serde_json::json;
 
-use crate::classifier::{argmax, one_line, softmax, Classifier};
+use crate::classifier::{argmax, one_line, softmax, Classifier, Plan};
 use crate::device::Device;
 use crate::quantize;
 
@@ -38,17 +39,24 @@ pub fn float(classifier: &Classifier, images: &[&[u8; PIXELS]]) -> anyhow::Resul
     if images.is_empty() {
         return Ok(Vec::new());
     }
+    float_with(classifier, &classifier.plan(images.len())?, images)
+}
+
+/// Float answers through a plan made once (its batch must be `images.len()`), for a server
+/// that answers many requests with one plan.
+pub fn float_with(
+    classifier: &Classifier,
+    plan: &Plan,
+    images: &[&[u8; PIXELS]],
+) -> anyhow::Result<Vec<Answer>> {
     let pixels: Vec<u8> = images.iter().flat_map(|p| p.iter().copied()).collect();
-    let outputs = classifier
-        .plan(images.len())?
-        .run(classifier.scale_pixels(&pixels))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: inference failed: {}",
-                classifier.path().display(),
-                one_line(&e)
-            )
-        })?;
+    let outputs = plan.run(classifier.scale_pixels(&pixels)).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: inference failed: {}",
+            classifier.path().display(),
+            one_line(&e)
+        )
+    })?;
     Ok(outputs
         .chunks_exact(10)
         .map(|row| Answer::new(classifier.probabilities(row), None, None))
@@ -79,7 +87,8 @@ pub fn host_int8(
     run_int8(&q.firmware_model(&layers), images)
 }
 
-fn run_int8(model: &firmware::Model, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
+/// Int8 answers of `model` through the firmware's kernels on the host.
+pub fn run_int8(model: &firmware::Model, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
     let mut arena = vec![0i8; model.arena_bytes];
     images
         .iter()
@@ -125,4 +134,54 @@ pub fn check_model(device: &Device, classifier: &Classifier) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// One picture's answers as JSON, what `classify --json` prints and `serve` answers: the first
+/// way's digit, probability and top 3 at the top level, every way under its name (with its ten
+/// probabilities), the ways that failed under theirs with the reason, whether the ways agree,
+/// and the framed 28×28 input the network saw as a PNG data URL.
+pub fn to_json(
+    framed: &[u8; PIXELS],
+    ways: &[(&str, &Answer)],
+    failed: &[(&str, String)],
+) -> serde_json::Value {
+    let mut v = json!({"input": png_data_url(framed)});
+    if let Some((_, first)) = ways.first() {
+        let mut order: Vec<usize> = (0..10).collect();
+        order.sort_by(|&a, &b| first.probabilities[b].total_cmp(&first.probabilities[a]));
+        let top3: Vec<_> = order[..3]
+            .iter()
+            .map(|&d| json!({"digit": d, "probability": first.probabilities[d]}))
+            .collect();
+        v["digit"] = json!(first.digit);
+        v["probability"] = json!(first.probabilities[first.digit]);
+        v["top3"] = json!(top3);
+        v["agree"] = json!(ways.iter().all(|(_, a)| a.digit == first.digit));
+    }
+    for (name, a) in ways {
+        v[*name] = json!({"digit": a.digit, "probability": a.probabilities[a.digit],
+            "probabilities": a.probabilities, "logits": a.logits, "instructions": a.instructions});
+    }
+    for (name, reason) in failed {
+        v[*name] = json!({ "error": reason });
+    }
+    v
+}
+
+/// A 28×28 grey picture as a `data:image/png;base64,…` URL.
+pub fn png_data_url(pixels: &[u8; PIXELS]) -> String {
+    use base64::Engine;
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    // Encoding 784 grey bytes into a Vec cannot fail.
+    let _ = image::codecs::png::PngEncoder::new(&mut png).write_image(
+        pixels,
+        28,
+        28,
+        image::ExtendedColorType::L8,
+    );
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
 }

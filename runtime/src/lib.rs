@@ -12,5 +12,6 @@ pub mod eval;
 pub mod inspect;
 pub mod preprocess;
 pub mod quantize;
+pub mod serve;
 pub mod soak;
 pub mod validate;

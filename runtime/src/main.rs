@@ -12,7 +12,7 @@ use runtime::classifier::Classifier;
 use runtime::convention::{self, Convention};
 use runtime::device::qemu::Fit;
 use runtime::device::{Board, Device};
-use runtime::{embedded, eval, inspect, preprocess, quantize};
+use runtime::{embedded, eval, inspect, preprocess, quantize, serve};
 use serde_json::json;
 
 /// Run ONNX digit classifiers on the desktop with tract.
@@ -233,6 +233,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a page to draw a digit on (or drop a photo) that shows the framed input and the
+    /// float, host int8 and device answers side by side, with the JSON API behind it.
+    ///
+    /// `POST /api/classify` takes a picture's bytes and answers as `classify --json` does;
+    /// `GET /api/model` answers as `inspect --json` does, with the model card; `GET /healthz`.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Also classify on a device running the inference service: `qemu`, `qemu:m3`,
+        /// `qemu:m4`, `qemu-pty[:BOARD]`, or a serial port such as /dev/ttyACM0.
+        #[arg(long)]
+        device: Option<String>,
+        /// Baud rate of a serial --device.
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// The inference service's ELF for --device qemu (default: the one inside runtime).
+        #[arg(long)]
+        firmware: Option<PathBuf>,
+        /// Seconds to wait for each answer from --device.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+        /// After a fault, reconnect to --device up to N times per picture and send it again.
+        #[arg(long, default_value_t = 1)]
+        retries: u32,
+        /// Folder holding the MNIST files, to quantize a model other than the embedded one for
+        /// the host int8 answer [default: $EMBER_DATA, else ./data/mnist].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Write a copy of an ONNX model that states its input convention in its metadata, so
     /// that every later command (and the quantizer) feeds it right without flags.
     ///
@@ -384,6 +416,45 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
         } => inspect_command(&model, probe_input, data.as_deref(), json),
         Command::Annotate { model, output } => annotate_command(&model, &output),
+        Command::Serve {
+            model,
+            addr,
+            device,
+            baud,
+            firmware,
+            timeout,
+            retries,
+            data,
+        } => {
+            let classifier = model.load()?;
+            let device = match &device {
+                Some(spec) => {
+                    let timeout = seconds(timeout)?;
+                    let mut device =
+                        runtime::device::open(spec, baud, firmware.as_deref(), timeout)?;
+                    device.set_retries(retries);
+                    answers::check_model(&device, &classifier)?;
+                    // Each try may take the timeout, and each reconnect up to 10 s of pings.
+                    let wait = (timeout + Duration::from_secs(10)) * (retries + 1);
+                    Some(serve::DeviceQueue::start(device, serve::DEVICE_QUEUE, wait))
+                }
+                None => None,
+            };
+            let models = serve::Models::new(classifier, data.as_deref())?;
+            if let serve::Int8::Unavailable(why) = &models.int8 {
+                eprintln!("warning: {why}; the page shows float answers only");
+            }
+            let name = models.classifier.path().display().to_string();
+            let on = device
+                .as_ref()
+                .map(|d| format!(", device {}", d.name))
+                .unwrap_or_default();
+            let app = serve::App::new(models, device)?;
+            serve::run(app, addr, |bound| {
+                println!("serving {name}{on} on http://{bound}/ (Ctrl-C stops)");
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -514,7 +585,9 @@ fn classify(
         if !json {
             println!("{}", answer_line(file, &row, how.compare));
         }
-        results.push(answer_json(file, &row));
+        let mut v = answers::to_json(pixels, &row, &[]);
+        v["file"] = json!(file);
+        results.push(v);
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -570,22 +643,6 @@ fn answer_line(file: &Path, row: &[(&str, &Answer)], compare: bool) -> String {
         top.join(", "),
         cost(first)
     )
-}
-
-/// One picture's JSON: the first way's answer at the top level, every way under its name.
-fn answer_json(file: &Path, row: &[(&str, &Answer)]) -> serde_json::Value {
-    let (_, first) = row[0];
-    let mut order: Vec<usize> = (0..10).collect();
-    order.sort_by(|&a, &b| first.probabilities[b].total_cmp(&first.probabilities[a]));
-    let top3: Vec<_> = order[..3]
-        .iter()
-        .map(|&d| json!({"digit": d, "probability": first.probabilities[d]}))
-        .collect();
-    let mut v = json!({"file": file, "digit": first.digit, "probability": first.probabilities[first.digit], "top3": top3});
-    for (name, a) in row {
-        v[*name] = json!({"digit": a.digit, "probability": a.probabilities[a.digit], "logits": a.logits, "instructions": a.instructions});
-    }
-    v
 }
 
 /// `1234567` as `1,234,567`.
