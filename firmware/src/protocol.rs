@@ -477,6 +477,9 @@ impl<'a> Info<'a> {
     }
 }
 
+/// Layers whose instructions a `Result` can carry.
+pub const MAX_LAYER_COSTS: usize = 32;
+
 /// A device's answer to `Classify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Classification {
@@ -486,37 +489,80 @@ pub struct Classification {
     pub logits: [i8; 10],
     /// Instructions the inference took on the device.
     pub instructions: u32,
+    /// Instructions each layer took, the first [`Self::layer_count`] of them. A max pool that
+    /// runs fused into the convolution before it counts only the measuring itself (some 70
+    /// instructions): its work is in that convolution's.
+    pub layer_instructions: [u32; MAX_LAYER_COSTS],
+    /// Layers in [`Self::layer_instructions`] (0 from a device that does not report them).
+    pub layer_count: u8,
 }
 
 impl Classification {
-    /// Payload length.
+    /// Length of the payload without the per-layer costs.
     pub const LEN: usize = 1 + 10 + 4;
+    /// Longest payload: with the layer count and [`MAX_LAYER_COSTS`] per-layer costs.
+    pub const MAX_LEN: usize = Self::LEN + 1 + 4 * MAX_LAYER_COSTS;
 
-    /// Serializes.
-    pub fn to_bytes(&self) -> [u8; Self::LEN] {
-        let mut b = [0u8; Self::LEN];
-        b[0] = self.class;
-        for (d, &l) in b[1..11].iter_mut().zip(&self.logits) {
-            *d = l as u8;
+    /// An answer without per-layer costs.
+    pub fn new(class: u8, logits: [i8; 10], instructions: u32) -> Self {
+        Self {
+            class,
+            logits,
+            instructions,
+            layer_instructions: [0; MAX_LAYER_COSTS],
+            layer_count: 0,
         }
-        b[11..].copy_from_slice(&self.instructions.to_le_bytes());
-        b
     }
 
-    /// Parses; `None` unless `payload` is exactly [`Self::LEN`] bytes.
-    pub fn from_bytes(payload: &[u8]) -> Option<Self> {
-        if payload.len() != Self::LEN {
-            return None;
+    /// The per-layer costs reported.
+    pub fn layers(&self) -> &[u32] {
+        let n = (self.layer_count as usize).min(MAX_LAYER_COSTS);
+        &self.layer_instructions[..n]
+    }
+
+    /// Serializes into `out`: the class, the logits and the instructions, then, when there are
+    /// per-layer costs, their count (u8) and each (u32). Returns the length.
+    pub fn write(&self, out: &mut [u8; Self::MAX_LEN]) -> usize {
+        out[0] = self.class;
+        for (d, &l) in out[1..11].iter_mut().zip(&self.logits) {
+            *d = l as u8;
         }
+        out[11..15].copy_from_slice(&self.instructions.to_le_bytes());
+        let layers = self.layers();
+        if layers.is_empty() {
+            return Self::LEN;
+        }
+        out[Self::LEN] = layers.len() as u8;
+        for (chunk, n) in out[Self::LEN + 1..].chunks_exact_mut(4).zip(layers) {
+            chunk.copy_from_slice(&n.to_le_bytes());
+        }
+        Self::LEN + 1 + 4 * layers.len()
+    }
+
+    /// Parses; `None` unless `payload` is exactly [`Self::LEN`] bytes, or that plus a count
+    /// and as many per-layer costs (at most [`MAX_LAYER_COSTS`]).
+    pub fn from_bytes(payload: &[u8]) -> Option<Self> {
+        let (head, tail) = payload.split_at_checked(Self::LEN)?;
         let mut logits = [0i8; 10];
-        for (l, &b) in logits.iter_mut().zip(&payload[1..11]) {
+        for (l, &b) in logits.iter_mut().zip(&head[1..11]) {
             *l = b as i8;
         }
-        Some(Self {
-            class: payload[0],
+        let mut c = Self::new(
+            head[0],
             logits,
-            instructions: u32::from_le_bytes([payload[11], payload[12], payload[13], payload[14]]),
-        })
+            u32::from_le_bytes([head[11], head[12], head[13], head[14]]),
+        );
+        if let Some((&count, costs)) = tail.split_first() {
+            let n = count as usize;
+            if n > MAX_LAYER_COSTS || costs.len() != 4 * n {
+                return None;
+            }
+            for (d, b) in c.layer_instructions.iter_mut().zip(costs.chunks_exact(4)) {
+                *d = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            c.layer_count = count;
+        }
+        Some(c)
     }
 }
 
@@ -652,12 +698,23 @@ mod tests {
         let n = info.write(&mut buf).unwrap();
         assert_eq!(Info::read(&buf[..n]), Some(info));
         assert_eq!(Info::read(&buf[..n - 1]), None);
-        let c = Classification {
-            class: 3,
-            logits: [-128, 127, 0, 5, -5, 1, 2, 3, 4, 9],
-            instructions: 966_505,
-        };
-        assert_eq!(Classification::from_bytes(&c.to_bytes()), Some(c));
+        let mut c = Classification::new(3, [-128, 127, 0, 5, -5, 1, 2, 3, 4, 9], 966_505);
+        let mut buf = [0u8; Classification::MAX_LEN];
+        let n = c.write(&mut buf);
+        assert_eq!(n, Classification::LEN);
+        assert_eq!(Classification::from_bytes(&buf[..n]), Some(c));
+        c.layer_count = 3;
+        c.layer_instructions[..3].copy_from_slice(&[322_413, 0, 644_092]);
+        let n = c.write(&mut buf);
+        assert_eq!(n, Classification::LEN + 1 + 12);
+        assert_eq!(Classification::from_bytes(&buf[..n]), Some(c));
+        assert_eq!(c.layers(), &[322_413, 0, 644_092]);
+        // A count that the costs do not match, or a stray byte, is refused.
+        assert_eq!(Classification::from_bytes(&buf[..n - 1]), None);
+        assert_eq!(
+            Classification::from_bytes(&buf[..Classification::LEN + 1]),
+            None
+        );
     }
 
     proptest! {

@@ -21,6 +21,9 @@ pub struct Answer {
     pub logits: Option<[i8; 10]>,
     /// Instructions the inference took on the device (device only).
     pub instructions: Option<u32>,
+    /// Instructions each layer took on the device, when it reports them (a max pool fused
+    /// into the convolution before it counts only the measuring).
+    pub layer_instructions: Option<Vec<u32>>,
 }
 
 impl Answer {
@@ -30,6 +33,7 @@ impl Answer {
             probabilities,
             logits,
             instructions,
+            layer_instructions: None,
         }
     }
 }
@@ -107,11 +111,9 @@ pub fn device(device: &mut Device, images: &[&[u8; PIXELS]]) -> anyhow::Result<V
         .map(|image| {
             let c = device.classify(&image[..])?;
             let scores = device.info.scores(&c.logits);
-            Ok(Answer::new(
-                softmax(&scores),
-                Some(c.logits),
-                Some(c.instructions),
-            ))
+            let mut answer = Answer::new(softmax(&scores), Some(c.logits), Some(c.instructions));
+            answer.layer_instructions = (!c.layers().is_empty()).then(|| c.layers().to_vec());
+            Ok(answer)
         })
         .collect()
 }
@@ -160,7 +162,8 @@ pub fn to_json(
     }
     for (name, a) in ways {
         v[*name] = json!({"digit": a.digit, "probability": a.probabilities[a.digit],
-            "probabilities": a.probabilities, "logits": a.logits, "instructions": a.instructions});
+            "probabilities": a.probabilities, "logits": a.logits, "instructions": a.instructions,
+            "layer_instructions": a.layer_instructions});
     }
     for (name, reason) in failed {
         v[*name] = json!({ "error": reason });

@@ -191,12 +191,13 @@ fn frame_seeds() -> [(&'static str, Vec<u8>); 2] {
     };
     let digit = test_set().image(0).to_vec();
     let requests = [frame(Kind::Ping, 1, &[]), frame(Kind::Classify, 2, &digit)].concat();
-    let result = Classification {
-        class: 7,
-        logits: [-3, 1, 4, -1, 5, -9, 2, 6, -5, 3],
-        instructions: 966_200,
-    };
-    let replies = [frame(Kind::Result, 2, &result.to_bytes())].concat();
+    let mut result = Classification::new(7, [-3, 1, 4, -1, 5, -9, 2, 6, -5, 3], 966_200);
+    result.layer_count = 8;
+    result.layer_instructions[..8]
+        .copy_from_slice(&[322_413, 0, 364_218, 0, 224_821, 0, 52_182, 2_702]);
+    let mut payload = [0u8; Classification::MAX_LEN];
+    let n = result.write(&mut payload);
+    let replies = [frame(Kind::Result, 2, &payload[..n])].concat();
     [
         ("frames-to-device", requests),
         ("frames-to-desktop", replies),

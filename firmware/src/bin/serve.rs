@@ -15,7 +15,7 @@ mod service {
     use firmware::board::{fail, Clock, Serial};
     use firmware::protocol::{
         encode, error_payload, Classification, Decoder, ErrorCode, Frame, Info, Kind, Refusal,
-        MAX_FRAME,
+        MAX_FRAME, MAX_LAYER_COSTS,
     };
 
     #[allow(dead_code)]
@@ -92,17 +92,29 @@ mod service {
         }
 
         fn classify(&mut self, seq: u8, image: &[u8]) {
-            let start = self.clock.now();
-            let result = firmware::run(&model::MODEL, image, &mut self.arena[..]);
-            let ticks = self.clock.now() - start;
+            let clock = &mut self.clock;
+            let mut layers = [0u32; MAX_LAYER_COSTS];
+            let start = clock.now();
+            let mut last = start;
+            let result =
+                firmware::model::run_with(&model::MODEL, image, &mut self.arena[..], |i, _| {
+                    let now = clock.now();
+                    if let Some(n) = layers.get_mut(i) {
+                        *n = instructions(clock, now - last);
+                    }
+                    last = now;
+                });
+            let ticks = clock.now() - start;
             match result {
                 Ok(out) => {
-                    let reply = Classification {
-                        class: out.class,
-                        logits: out.logits,
-                        instructions: self.clock.instructions(ticks).min(u32::MAX as u64) as u32,
-                    };
-                    self.send(Kind::Result, seq, &reply.to_bytes());
+                    let mut reply =
+                        Classification::new(out.class, out.logits, instructions(clock, ticks));
+                    let count = model::MODEL.layers.len().min(MAX_LAYER_COSTS);
+                    reply.layer_instructions = layers;
+                    reply.layer_count = count as u8;
+                    let mut payload = [0u8; Classification::MAX_LEN];
+                    let n = reply.write(&mut payload);
+                    self.send(Kind::Result, seq, &payload[..n]);
                 }
                 Err(_) => self.refuse(Refusal {
                     code: ErrorCode::ModelError,
@@ -111,6 +123,11 @@ mod service {
                 }),
             }
         }
+    }
+
+    /// Clock ticks as instructions, saturated to the protocol's u32.
+    fn instructions(clock: &Clock, ticks: u64) -> u32 {
+        clock.instructions(ticks).min(u32::MAX as u64) as u32
     }
 
     #[entry]
