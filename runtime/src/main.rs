@@ -450,9 +450,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .map(|d| format!(", device {}", d.name))
                 .unwrap_or_default();
             let app = serve::App::new(models, device)?;
-            serve::run(app, addr, |bound| {
-                println!("serving {name}{on} on http://{bound}/ (Ctrl-C stops)");
-            })?;
+            let ready = |bound| println!("serving {name}{on} on http://{bound}/ (Ctrl-C stops)");
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            serve::run(app, addr, ready, ctrl_c)?;
             Ok(ExitCode::SUCCESS)
         }
     }

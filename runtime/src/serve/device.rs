@@ -19,7 +19,8 @@ struct Job {
 
 /// The device's request queue.
 pub struct DeviceQueue {
-    jobs: SyncSender<Job>,
+    jobs: Option<SyncSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// What the device said about itself.
     pub info: DeviceInfo,
     /// Its name (`qemu:m4 (netduinoplus2)`, a port).
@@ -34,7 +35,7 @@ impl DeviceQueue {
     pub fn start(mut device: Device, capacity: usize, wait: Duration) -> Self {
         let (jobs, queue) = mpsc::sync_channel::<Job>(capacity);
         let (info, name) = (device.info.clone(), device.name().to_string());
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             for job in queue {
                 // Its requester gave up waiting: do not make the ones behind it wait too.
                 if job.reply.is_closed() {
@@ -47,7 +48,8 @@ impl DeviceQueue {
             }
         });
         Self {
-            jobs,
+            jobs: Some(jobs),
+            thread: Some(thread),
             info,
             name,
             wait,
@@ -59,6 +61,8 @@ impl DeviceQueue {
     pub async fn classify(&self, image: [u8; PIXELS]) -> Result<Answer, String> {
         let (reply, answer) = oneshot::channel();
         self.jobs
+            .as_ref()
+            .ok_or_else(|| format!("{}: the link is closed", self.name))?
             .try_send(Job { image, reply })
             .map_err(|e| match e {
                 TrySendError::Full(_) => format!(
@@ -75,6 +79,17 @@ impl DeviceQueue {
                 self.name,
                 self.wait.as_secs_f64()
             )),
+        }
+    }
+}
+
+impl Drop for DeviceQueue {
+    /// Closes the queue and waits for the thread, which drops the device: a QEMU it started
+    /// ends with the server rather than outliving it.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -96,9 +96,14 @@ pub fn router(app: App) -> Router {
         .with_state(std::sync::Arc::new(app))
 }
 
-/// Serves `app` on `addr` until Ctrl-C; `ready` is called with the bound address (the port
-/// is the system's choice when `addr`'s is 0).
-pub fn run(app: App, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+/// Serves `app` on `addr` until `stop` completes (`runtime serve` passes Ctrl-C); `ready` is
+/// called with the bound address (the port is the system's choice when `addr`'s is 0).
+pub fn run(
+    app: App,
+    addr: SocketAddr,
+    ready: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -108,9 +113,7 @@ pub fn run(app: App, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> anyhow
             .map_err(|e| anyhow::anyhow!("--addr {addr}: cannot listen: {e}"))?;
         ready(listener.local_addr()?);
         axum::serve(listener, router(app))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(stop)
             .await?;
         anyhow::Ok(())
     })?;
