@@ -451,10 +451,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             let app = serve::App::new(models, device)?;
             let ready = |bound| println!("serving {name}{on} on http://{bound}/ (Ctrl-C stops)");
-            let ctrl_c = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            serve::run(app, addr, ready, ctrl_c)?;
+            serve::run(app, addr, ready, serve::interrupted())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -290,7 +290,10 @@ fn device_answers_in_order_and_a_stopped_one_is_an_error_not_an_outage() {
         back["device"]["logits"], back["host-int8"]["logits"],
         "{back}"
     );
-    assert!(server.interrupt(Duration::from_secs(15)), "Ctrl-C stops it");
+    assert!(
+        server.signal(libc::SIGTERM, Duration::from_secs(15)),
+        "SIGTERM stops it"
+    );
     let gone = std::fs::read_to_string(format!("/proc/{}/stat", qemu[0])).is_err();
     assert!(gone, "QEMU ended with the server");
 }

@@ -5,6 +5,7 @@
 //! with a screenshot in `target/serve.png` (`EMBER_SCREENSHOT=PATH` writes it there as well,
 //! which is how `docs/serve.png` is made).
 
+#[allow(dead_code)]
 mod server;
 
 use std::net::TcpListener;
@@ -162,7 +163,7 @@ async fn draw_and_upload_in_chromium() {
     let server = Server::start(&["--device", "qemu"]);
     let driver = Driver::start();
     let profile = std::env::temp_dir().join(format!("ember-chromium-{}", std::process::id()));
-    let c = browser(&driver, &profile, (1200, 1180)).await;
+    let c = browser(&driver, &profile, (1200, 1400)).await;
     c.goto(&format!("{}/", server.url)).await.unwrap();
     // The card and the device arrive from /api/model.
     wait_text(&c, "card", |t| t.contains("mnist_cnn.onnx")).await;

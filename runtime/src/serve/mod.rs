@@ -96,7 +96,7 @@ pub fn router(app: App) -> Router {
         .with_state(std::sync::Arc::new(app))
 }
 
-/// Serves `app` on `addr` until `stop` completes (`runtime serve` passes Ctrl-C); `ready` is
+/// Serves `app` on `addr` until `stop` completes (`runtime serve` passes [`interrupted`]); `ready` is
 /// called with the bound address (the port is the system's choice when `addr`'s is 0).
 pub fn run(
     app: App,
@@ -120,4 +120,21 @@ pub fn run(
     // Blocking inference tasks still running end with the process.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM (what `kill` and service managers send), so that
+/// either way the server stops cleanly and a QEMU it started ends with it.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

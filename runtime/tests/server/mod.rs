@@ -40,9 +40,10 @@ impl Server {
         self.child.id()
     }
 
-    /// Stops the server as Ctrl-C does; returns whether it exited within `within`.
-    pub fn interrupt(&mut self, within: Duration) -> bool {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    /// Sends the server `signal` (SIGINT is Ctrl-C's, SIGTERM `kill`'s); returns whether it
+    /// exited within `within`.
+    pub fn signal(&mut self, signal: i32, within: Duration) -> bool {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -56,7 +57,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if !self.interrupt(Duration::from_secs(15)) {
+        if !self.signal(libc::SIGINT, Duration::from_secs(15)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

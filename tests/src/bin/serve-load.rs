@@ -55,7 +55,8 @@ fn photos() -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// The serving work without the server: decode, frame, float and host int8, on `threads`
-/// threads for `requests` photos. Returns each photo's float digit and the rate.
+/// threads for `requests` photos (large pictures decode one at a time, so fewer threads than
+/// requests in flight would leave cores idle). Returns each photo's float digit and the rate.
 fn direct(
     models: &Models,
     photos: &[Vec<u8>],
@@ -98,7 +99,8 @@ fn main() -> anyhow::Result<()> {
     let photos = photos()?;
     let classifier = runtime::embedded::classifier(None)?;
     let peer_models = Models::new(runtime::embedded::classifier(None)?, None)?;
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // As many threads as clients: the server also works on that many requests at once.
+    let threads = o.clients;
     let (expected, direct_rate) = direct(&peer_models, &photos, threads, o.requests.min(1000));
 
     let device = match &o.device {
