@@ -9,7 +9,7 @@ bash firmware/setup.sh
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   as_root=()
   [ "$(id -u)" = 0 ] || as_root=(sudo)
-  install() { DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null; }
+  install() { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
   # A fresh machine may have empty package lists: refresh them once and try again.
   install || { "${as_root[@]}" apt-get update -qq >/dev/null && install; } || {
     echo "setup.sh: cannot install Debian's chromium and chromium-driver; the browser test needs /usr/bin/chromium and /usr/bin/chromedriver" >&2
