@@ -60,6 +60,30 @@ impl Clock {
     pub fn ticks(&self, instructions: u64) -> u64 {
         instructions * 1000 / self.milli_per_tick.max(1) as u64
     }
+
+    /// Runs `model` on `input` (as [`crate::model::run_with`]), adding each layer's ticks to
+    /// `layer_ticks` (a max pool fused into the convolution before it gets only the
+    /// measuring); returns the output and the ticks of the whole inference. Inlined, so that
+    /// the stack the binaries measure is what the inference itself needs.
+    #[inline(always)]
+    pub fn run_timed(
+        &mut self,
+        model: &crate::Model,
+        input: &[u8],
+        arena: &mut [i8],
+        layer_ticks: &mut [u64],
+    ) -> (Result<crate::Output, crate::Error>, u64) {
+        let start = self.now();
+        let mut last = start;
+        let result = crate::model::run_with(model, input, arena, |layer, _| {
+            let now = self.now();
+            if let Some(t) = layer_ticks.get_mut(layer) {
+                *t += now - last;
+            }
+            last = now;
+        });
+        (result, self.now() - start)
+    }
 }
 
 /// Executes exactly `2 · iterations` instructions. Our own loop rather than

@@ -48,16 +48,8 @@ fn main() -> ! {
         ARENA_LEN
     );
     for (i, (image, &label)) in digits::DIGITS.iter().zip(digits::LABELS.iter()).enumerate() {
-        let start = clock.now();
-        let mut last = start;
-        let result = firmware::model::run_with(&model::MODEL, image, arena, |layer, _| {
-            let now = clock.now();
-            if let Some(t) = layer_ticks.get_mut(layer) {
-                *t += now - last;
-            }
-            last = now;
-        });
-        total_ticks += clock.now() - start;
+        let (result, ticks) = clock.run_timed(&model::MODEL, image, arena, &mut layer_ticks);
+        total_ticks += ticks;
         let output = match result {
             Ok(output) => output,
             Err(e) => {

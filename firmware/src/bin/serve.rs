@@ -92,25 +92,17 @@ mod service {
         }
 
         fn classify(&mut self, seq: u8, image: &[u8]) {
-            let clock = &mut self.clock;
-            let mut layers = [0u32; MAX_LAYER_COSTS];
-            let start = clock.now();
-            let mut last = start;
-            let result =
-                firmware::model::run_with(&model::MODEL, image, &mut self.arena[..], |i, _| {
-                    let now = clock.now();
-                    if let Some(n) = layers.get_mut(i) {
-                        *n = instructions(clock, now - last);
-                    }
-                    last = now;
-                });
-            let ticks = clock.now() - start;
+            let mut ticks = [0u64; MAX_LAYER_COSTS];
+            let (result, total) =
+                self.clock
+                    .run_timed(&model::MODEL, image, &mut self.arena[..], &mut ticks);
             match result {
                 Ok(out) => {
+                    let clock = &self.clock;
                     let mut reply =
-                        Classification::new(out.class, out.logits, instructions(clock, ticks));
+                        Classification::new(out.class, out.logits, instructions(clock, total));
                     let count = model::MODEL.layers.len().min(MAX_LAYER_COSTS);
-                    reply.layer_instructions = layers;
+                    reply.layer_instructions = ticks.map(|t| instructions(clock, t));
                     reply.layer_count = count as u8;
                     let mut payload = [0u8; Classification::MAX_LEN];
                     let n = reply.write(&mut payload);
