@@ -67,9 +67,45 @@ pub fn float_with(
         .collect())
 }
 
-/// Int8 answers through the firmware's kernels on the host. The model is the committed int8
-/// model when it was quantized from this very ONNX (what the firmware embeds), else the ONNX
-/// quantized with the defaults, calibrated on the MNIST found from `data`.
+/// The int8 model of an ONNX file, for the host: the committed one when it was quantized from
+/// this very ONNX (what the firmware embeds), else the ONNX quantized with the defaults.
+pub enum Int8 {
+    /// The committed int8 model.
+    Committed(&'static firmware::Model<'static>),
+    /// The ONNX quantized with the defaults, calibrated on MNIST.
+    Quantized(Box<quantize::QuantModel>),
+}
+
+impl Int8 {
+    /// The committed model for `classifier`, else `classifier` quantized with the defaults,
+    /// calibrated on the MNIST found from `data`.
+    pub fn for_model(classifier: &Classifier, data: Option<&Path>) -> anyhow::Result<Self> {
+        if let Some(model) = crate::embedded::int8_model(&classifier.sha256) {
+            return Ok(Int8::Committed(model));
+        }
+        let q = quantize::quantize_mnist(
+            classifier,
+            &mnist::data_dir(data)?,
+            quantize::DEFAULT_CALIB_COUNT,
+            quantize::DEFAULT_CALIB_SEED,
+        )?;
+        Ok(Int8::Quantized(Box::new(q)))
+    }
+
+    /// Its answers through the firmware's kernels on the host.
+    pub fn answers(&self, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
+        match self {
+            Int8::Committed(model) => run_int8(model, images),
+            Int8::Quantized(q) => {
+                let layers = q.firmware_layers();
+                run_int8(&q.firmware_model(&layers), images)
+            }
+        }
+    }
+}
+
+/// Int8 answers through the firmware's kernels on the host, of the model [`Int8::for_model`]
+/// picks.
 pub fn host_int8(
     classifier: &Classifier,
     data: Option<&Path>,
@@ -78,21 +114,11 @@ pub fn host_int8(
     if images.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(model) = crate::embedded::int8_model(&classifier.sha256) {
-        return run_int8(model, images);
-    }
-    let q = quantize::quantize_mnist(
-        classifier,
-        &mnist::data_dir(data)?,
-        quantize::DEFAULT_CALIB_COUNT,
-        quantize::DEFAULT_CALIB_SEED,
-    )?;
-    let layers = q.firmware_layers();
-    run_int8(&q.firmware_model(&layers), images)
+    Int8::for_model(classifier, data)?.answers(images)
 }
 
 /// Int8 answers of `model` through the firmware's kernels on the host.
-pub fn run_int8(model: &firmware::Model, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
+fn run_int8(model: &firmware::Model, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
     let mut arena = vec![0i8; model.arena_bytes];
     images
         .iter()

@@ -441,7 +441,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let models = serve::Models::new(classifier, data.as_deref())?;
-            if let serve::Int8::Unavailable(why) = &models.int8 {
+            if let Err(why) = &models.int8 {
                 eprintln!("warning: {why}; the page shows float answers only");
             }
             let name = models.classifier.path().display().to_string();

@@ -17,8 +17,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
+use crate::answers::Int8;
+
 pub use device::DeviceQueue;
-pub use models::{Int8, Models};
+pub use models::Models;
 
 /// The largest request body taken; a larger one is answered 413.
 pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
@@ -63,13 +65,15 @@ fn about(models: &Models, device: Option<&DeviceQueue>) -> anyhow::Result<serde_
         )?,
     };
     let int8 = match &models.int8 {
-        Int8::Committed(_) => {
+        Ok(Int8::Committed(_)) => {
             json!({"source": "the committed int8 model, which the firmware embeds"})
         }
-        Int8::Quantized(_) => {
-            json!({"source": "quantized at start-up (2,000 MNIST training images)"})
-        }
-        Int8::Unavailable(why) => json!({ "error": why }),
+        Ok(Int8::Quantized(_)) => json!({"source": format!(
+            "quantized at start-up ({} MNIST training images, seed {})",
+            crate::quantize::DEFAULT_CALIB_COUNT,
+            crate::quantize::DEFAULT_CALIB_SEED
+        )}),
+        Err(why) => json!({ "error": why }),
     };
     let device = device.map(|d| {
         let i = &d.info;
