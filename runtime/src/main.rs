@@ -86,6 +86,37 @@ impl ModelArgs {
     }
 }
 
+/// Which microcontroller, and how it is reached.
+#[derive(clap::Args)]
+struct DeviceArgs {
+    /// Also run on a microcontroller running the inference service (`bench` times round trips
+    /// to it instead): `qemu` (Cortex-M4F), `qemu:m3` or `qemu:m4` start it in QEMU
+    /// (`qemu-pty[:BOARD]` with its UART on a pseudo-terminal); a path such as /dev/ttyACM0 is
+    /// a board's serial port.
+    #[arg(long)]
+    device: Option<String>,
+    /// Baud rate of a serial --device.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// The inference service's ELF for --device qemu (default: the one inside runtime).
+    #[arg(long)]
+    firmware: Option<PathBuf>,
+}
+
+impl DeviceArgs {
+    /// The device the flags name, connected, waiting `timeout` seconds for each answer and
+    /// reconnecting up to `retries` times per request; `None` without --device.
+    fn open(&self, timeout: f64, retries: u32) -> anyhow::Result<Option<Device>> {
+        let Some(spec) = &self.device else {
+            return Ok(None);
+        };
+        let timeout = seconds(timeout)?;
+        let mut device = runtime::device::open(spec, self.baud, self.firmware.as_deref(), timeout)?;
+        device.set_retries(retries);
+        Ok(Some(device))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Classify pictures of digits (PNG, JPEG, BMP, GIF, TIFF, WebP; any size or colour).
@@ -108,17 +139,8 @@ enum Command {
         /// Write the 28×28 input the network saw to this PNG (one picture only).
         #[arg(long)]
         save_input: Option<PathBuf>,
-        /// Classify on a microcontroller running the inference service: `qemu` (Cortex-M4F),
-        /// `qemu:m3` or `qemu:m4` start it in QEMU (`qemu-pty[:BOARD]` with its UART on a
-        /// pseudo-terminal); a path such as /dev/ttyACM0 is a board's serial port.
-        #[arg(long)]
-        device: Option<String>,
-        /// Baud rate of a serial --device.
-        #[arg(long, default_value_t = 115_200)]
-        baud: u32,
-        /// The inference service's ELF for --device qemu (default: the workspace's build).
-        #[arg(long)]
-        firmware: Option<PathBuf>,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Seconds to wait for each answer from --device.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
@@ -163,10 +185,8 @@ enum Command {
         /// $EMBER_DATA, else ./data/mnist].
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Time round trips to a device instead (`qemu`, `qemu:m3`, `qemu:m4`,
-        /// `qemu-pty[:BOARD]` or a serial port), one request at a time.
-        #[arg(long)]
-        device: Option<String>,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Round trips to time on --device.
         #[arg(long, default_value_t = 200)]
         requests: usize,
@@ -178,12 +198,6 @@ enum Command {
         /// After a fault, reconnect to --device up to N times per request and send it again.
         #[arg(long, default_value_t = 0)]
         retries: u32,
-        /// Baud rate of a serial --device.
-        #[arg(long, default_value_t = 115_200)]
-        baud: u32,
-        /// The inference service's ELF for --device qemu (default: the workspace's build).
-        #[arg(long)]
-        firmware: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -244,16 +258,8 @@ enum Command {
         /// Address to listen on (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
-        /// Also classify on a device running the inference service: `qemu`, `qemu:m3`,
-        /// `qemu:m4`, `qemu-pty[:BOARD]`, or a serial port such as /dev/ttyACM0.
-        #[arg(long)]
-        device: Option<String>,
-        /// Baud rate of a serial --device.
-        #[arg(long, default_value_t = 115_200)]
-        baud: u32,
-        /// The inference service's ELF for --device qemu (default: the one inside runtime).
-        #[arg(long)]
-        firmware: Option<PathBuf>,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Seconds to wait for each answer from --device.
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
@@ -307,22 +313,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
             save_input,
             device,
-            baud,
-            firmware,
             timeout,
             retries,
             compare,
             images,
         } => {
-            let device = match &device {
-                Some(spec) => {
-                    let mut device =
-                        runtime::device::open(spec, baud, firmware.as_deref(), seconds(timeout)?)?;
-                    device.set_retries(retries);
-                    Some(device)
-                }
-                None => None,
-            };
+            let device = device.open(timeout, retries)?;
             let how = How {
                 int8,
                 data,
@@ -369,18 +365,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             batch,
             runs,
             data,
-            device: Some(spec),
+            device: device @ DeviceArgs {
+                device: Some(_), ..
+            },
             requests,
             faults,
             retries,
-            baud,
-            firmware,
             json,
         } => {
             let classifier = model.load()?;
-            let mut device =
-                runtime::device::open(&spec, baud, firmware.as_deref(), Duration::from_secs(10))?;
-            device.set_retries(retries);
+            let mut device = device
+                .open(10.0, retries)?
+                .context("bench: no --device to time")?;
             answers::check_model(&device, &classifier)?;
             let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
             let _ = (batch, runs);
@@ -420,22 +416,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             model,
             addr,
             device,
-            baud,
-            firmware,
             timeout,
             retries,
             data,
         } => {
             let classifier = model.load()?;
-            let device = match &device {
-                Some(spec) => {
-                    let timeout = seconds(timeout)?;
-                    let mut device =
-                        runtime::device::open(spec, baud, firmware.as_deref(), timeout)?;
-                    device.set_retries(retries);
+            let device = match device.open(timeout, retries)? {
+                Some(device) => {
                     answers::check_model(&device, &classifier)?;
                     // Each try may take the timeout, and each reconnect up to 10 s of pings.
-                    let wait = (timeout + Duration::from_secs(10)) * (retries + 1);
+                    let wait = (seconds(timeout)? + Duration::from_secs(10)) * (retries + 1);
                     Some(serve::DeviceQueue::start(device, serve::DEVICE_QUEUE, wait))
                 }
                 None => None,
