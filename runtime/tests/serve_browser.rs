@@ -21,6 +21,16 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use server::Server;
 
+/// A 7 drawn in one stroke: the bar, then the stem (fractions of the pad).
+const SEVEN: &[(f64, f64)] = &[
+    (0.25, 0.22),
+    (0.5, 0.21),
+    (0.75, 0.2),
+    (0.66, 0.45),
+    (0.55, 0.65),
+    (0.47, 0.82),
+];
+
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -178,20 +188,8 @@ async fn draw_and_upload_in_chromium() {
     .as_f64()
     .unwrap();
 
-    // A 7 with the mouse: the bar, then the stem.
-    let seven = stroke(
-        MouseActions::new("mouse".into()),
-        &pad,
-        size,
-        &[
-            (0.25, 0.22),
-            (0.5, 0.21),
-            (0.75, 0.2),
-            (0.66, 0.45),
-            (0.55, 0.65),
-            (0.47, 0.82),
-        ],
-    );
+    // A 7 with the mouse.
+    let seven = stroke(MouseActions::new("mouse".into()), &pad, size, SEVEN);
     c.perform_actions(seven).await.unwrap();
     assert_eq!(wait_text(&c, "answer", |t| t != "?").await, "7");
     let verdict = wait_text(&c, "detail", |t| t.contains("agree")).await;
@@ -281,19 +279,7 @@ async fn draw_and_upload_in_chromium() {
 
     // The screenshot: a drawn 7 and its answers.
     clear(&c).await;
-    let seven = stroke(
-        MouseActions::new("mouse".into()),
-        &pad,
-        size,
-        &[
-            (0.25, 0.22),
-            (0.5, 0.21),
-            (0.75, 0.2),
-            (0.66, 0.45),
-            (0.55, 0.65),
-            (0.47, 0.82),
-        ],
-    );
+    let seven = stroke(MouseActions::new("mouse".into()), &pad, size, SEVEN);
     c.perform_actions(seven).await.unwrap();
     wait_text(&c, "answer", |t| t == "7").await;
     wait_text(&c, "device-instructions", |t| t.contains("per MAC")).await;
