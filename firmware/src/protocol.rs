@@ -490,8 +490,8 @@ pub struct Classification {
     /// Instructions the inference took on the device.
     pub instructions: u32,
     /// Instructions each layer took, the first [`Self::layer_count`] of them. A max pool that
-    /// runs fused into the convolution before it counts only the measuring itself (some 70
-    /// instructions): its work is in that convolution's.
+    /// runs fused into the convolution before it counts only the measuring itself (a few
+    /// dozen instructions): its work is in that convolution's.
     pub layer_instructions: [u32; MAX_LAYER_COSTS],
     /// Layers in [`Self::layer_instructions`] (0 from a device that does not report them).
     pub layer_count: u8,
