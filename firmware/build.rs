@@ -11,6 +11,7 @@ fn main() {
     println!("cargo:rerun-if-changed=boards");
     println!("cargo::rustc-check-cfg=cfg(ember_dsp)");
     println!("cargo::rustc-check-cfg=cfg(ember_thumb2)");
+    println!("cargo::rustc-check-cfg=cfg(ember_sse2)");
     println!("cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\"))");
     // ARMv7-M and ARMv7E-M (Cortex-M3/M4/M7) share Thumb-2 with SMULL and BIC, which the
     // requantization loop uses.
@@ -20,6 +21,10 @@ fn main() {
     // ARMv7E-M (Cortex-M4/M7) has the DSP instructions (SMLAD, SXTB16) the kernels use.
     if target.starts_with("thumbv7em") {
         println!("cargo:rustc-cfg=ember_dsp");
+    }
+    // The host simulation on x86-64 runs the MAC loops in SSE2, which every x86-64 has.
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        println!("cargo:rustc-cfg=ember_sse2");
     }
     if !target.starts_with("thumb") {
         return;

@@ -94,11 +94,16 @@ impl Int8 {
 
     /// Its answers through the firmware's kernels on the host.
     pub fn answers(&self, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
+        self.with_model(|model| run_int8(model, images))
+    }
+
+    /// `f` of its firmware model.
+    pub fn with_model<R>(&self, f: impl FnOnce(&firmware::Model) -> R) -> R {
         match self {
-            Int8::Committed(model) => run_int8(model, images),
+            Int8::Committed(model) => f(model),
             Int8::Quantized(q) => {
                 let layers = q.firmware_layers();
-                run_int8(&q.firmware_model(&layers), images)
+                f(&q.firmware_model(&layers))
             }
         }
     }

@@ -21,6 +21,19 @@ pub struct BenchReport {
     pub p99_us: f64,
     /// Throughput per batch size.
     pub throughput: Vec<Throughput>,
+    /// The host int8 simulation (the firmware's kernels), one image at a time.
+    pub int8: Option<Int8Latency>,
+}
+
+/// Single-image latency of the host int8 simulation, in the same run as tract's.
+#[derive(Debug, Serialize)]
+pub struct Int8Latency {
+    /// Median, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+    /// Host int8 p50 over tract's float p50.
+    pub vs_tract: f64,
 }
 
 /// Throughput at one batch size.
@@ -65,8 +78,7 @@ pub fn run(
             latencies.push(started.elapsed().as_secs_f64() * 1e6);
         }
     }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let pct = percentiles(latencies);
     let mut throughput = Vec::new();
     for &batch in batches.iter().filter(|&&b| b > 0 && b <= images) {
         let plan = c.plan(batch)?;
@@ -93,6 +105,40 @@ pub fn run(
         p90_us: pct(0.9),
         p99_us: pct(0.99),
         throughput,
+        int8: None,
+    })
+}
+
+/// The `p` quantile of `samples`, for any `p` in 0..=1.
+fn percentiles(mut samples: Vec<f64>) -> impl Fn(f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    move |p| samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Times `model` through the firmware's kernels on `images` (cycled), one image per call, as
+/// `runtime eval --int8` runs them; `tract_p50_us` gives the ratio.
+pub fn int8(
+    model: &firmware::Model,
+    images: &[u8],
+    runs: usize,
+    tract_p50_us: f64,
+) -> Result<Int8Latency, firmware::Error> {
+    let mut arena = vec![0i8; model.arena_bytes];
+    let count = images.len() / PIXELS;
+    let mut latencies = Vec::with_capacity(runs);
+    for i in 0..WARMUP + runs {
+        let image = &images[(i % count) * PIXELS..(i % count + 1) * PIXELS];
+        let started = Instant::now();
+        std::hint::black_box(firmware::run(model, image, &mut arena)?);
+        if i >= WARMUP {
+            latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let pct = percentiles(latencies);
+    Ok(Int8Latency {
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+        vs_tract: pct(0.5) / tract_p50_us,
     })
 }
 
@@ -107,6 +153,12 @@ impl BenchReport {
             out += &format!(
                 "batch {:>4}: {:>9.0} images/s ({:.1} µs per batch)\n",
                 t.batch, t.images_per_sec, t.us_per_batch
+            );
+        }
+        if let Some(q) = &self.int8 {
+            out += &format!(
+                "host int8 (firmware kernels), single image: p50 {:.1} µs, p99 {:.1} µs; {:.2}× tract's p50\n",
+                q.p50_us, q.p99_us, q.vs_tract
             );
         }
         out

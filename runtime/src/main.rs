@@ -743,7 +743,12 @@ fn bench(
 ) -> anyhow::Result<ExitCode> {
     let test = mnist::load(data, Split::Test)?;
     let inputs = classifier.scale_pixels(test.pixels());
-    let report = runtime::bench::run(classifier, &inputs, batches, runs.max(1000))?;
+    let mut report = runtime::bench::run(classifier, &inputs, batches, runs.max(1000))?;
+    let int8 = answers::Int8::for_model(classifier, Some(data))?;
+    report.int8 = Some(int8.with_model(|model| {
+        runtime::bench::int8(model, test.pixels(), runs.max(1000), report.p50_us)
+            .map_err(|e| anyhow::anyhow!("int8 model: {e:?}"))
+    })?);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

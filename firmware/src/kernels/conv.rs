@@ -7,9 +7,10 @@ use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`.
 /// `block` holds `2 · BLOCK` words per group, laid out as [`Im2col::gather`] writes them.
-#[cfg(not(ember_dsp))]
+/// The definition the SMLAD and SSE2 loops are tested against.
+#[cfg(any(test, not(any(ember_dsp, ember_sse2))))]
 #[inline(always)]
-fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
+fn mac_groups_portable(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
     for (w, pairs) in weights.chunks_exact(4).zip(block.chunks_exact(2 * BLOCK)) {
         let (even, odd) = (sxtb16(word(w)), sxtb16_ror8(word(w)));
         for (a, x) in acc.iter_mut().zip(pairs.chunks_exact(2)) {
@@ -18,9 +19,49 @@ fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
     }
 }
 
-// The assembly below is written for four pixels per block (its offsets and register count).
-#[cfg(ember_dsp)]
+#[cfg(not(any(ember_dsp, ember_sse2)))]
+use mac_groups_portable as mac_groups;
+
+// The assembly below and the SSE2 loop are written for four pixels per block.
 const _: () = assert!(BLOCK == 4);
+
+/// A weight word as SSE2 lanes: its halfword pairs `(w0, w2)`, `(w1, w3)` (as SXTB16 splits
+/// it), side by side in 64 bits.
+#[cfg(ember_sse2)]
+#[inline(always)]
+fn sse2_lanes(w: &[i8]) -> u64 {
+    let w = word(w);
+    (sxtb16_ror8(w) as u64) << 32 | sxtb16(w) as u64
+}
+
+/// [`mac_groups_portable`] for the host simulation on x86-64, in SSE2 (part of every x86-64),
+/// with the weights already split by [`sse2_lanes`]: per group, one PMADDWD per two pixels
+/// gives each pixel's two SMLAD products side by side. The sums are exact (|w · x| < 2^23)
+/// and the accumulators wrap as SMLAD's do, so the bits are the same.
+#[cfg(ember_sse2)]
+#[inline(always)]
+fn mac_groups_sse2(lanes: &[u64], block: &[u32], acc: &mut [i32; BLOCK]) {
+    use core::arch::x86_64::*;
+    // SAFETY: SSE2 is in the x86-64 baseline; each unaligned load reads 4 words of a chunk of
+    // `2 · BLOCK` = 8, and the stores write local arrays of 4.
+    unsafe {
+        let (mut p01, mut p23) = (_mm_setzero_si128(), _mm_setzero_si128());
+        for (&w, pairs) in lanes.iter().zip(block.chunks_exact(2 * BLOCK)) {
+            let w = _mm_set1_epi64x(w as i64);
+            let x = pairs.as_ptr() as *const __m128i;
+            p01 = _mm_add_epi32(p01, _mm_madd_epi16(w, _mm_loadu_si128(x)));
+            p23 = _mm_add_epi32(p23, _mm_madd_epi16(w, _mm_loadu_si128(x.add(1))));
+        }
+        // Lanes (even, odd) of pixels 0 and 1, and of 2 and 3: add each pair.
+        let (mut lo, mut hi) = ([0i32; 4], [0i32; 4]);
+        _mm_storeu_si128(lo.as_mut_ptr() as *mut __m128i, p01);
+        _mm_storeu_si128(hi.as_mut_ptr() as *mut __m128i, p23);
+        let pairs = lo.chunks_exact(2).chain(hi.chunks_exact(2));
+        for (a, pair) in acc.iter_mut().zip(pairs) {
+            *a = a.wrapping_add(pair[0]).wrapping_add(pair[1]);
+        }
+    }
+}
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`: per
 /// group one weight load, two SXTB16, four LDRD and eight SMLAD, the accumulators in registers.
@@ -92,19 +133,48 @@ fn tail_word(filter: &[i8]) -> u32 {
 struct Filter<'a> {
     whole: &'a [i8],
     tail: Option<(u32, u32)>,
+    /// The whole groups split once per filter, for [`mac_groups_sse2`].
+    #[cfg(ember_sse2)]
+    lanes: &'a [u64],
 }
 
+/// Room for a filter's weights split by [`sse2_lanes`]: none where nothing splits them ahead.
+#[cfg(ember_sse2)]
+const LANES: usize = MAX_TAPS / 4;
+#[cfg(not(ember_sse2))]
+const LANES: usize = 0;
+
 impl<'a> Filter<'a> {
-    fn new(weights: &'a [i8]) -> Self {
+    #[cfg_attr(not(ember_sse2), allow(unused_variables))]
+    fn new(weights: &'a [i8], lanes: &'a mut [u64; LANES]) -> Self {
         let whole = weights.len() / 4 * 4;
         let tail = (whole < weights.len()).then(|| {
             let w = tail_word(weights);
             (sxtb16(w), sxtb16_ror8(w))
         });
+        #[cfg(ember_sse2)]
+        let lanes = {
+            let groups = weights[..whole].chunks_exact(4);
+            for (l, w) in lanes.iter_mut().zip(groups) {
+                *l = sse2_lanes(w);
+            }
+            &lanes[..whole / 4]
+        };
         Self {
             whole: &weights[..whole],
             tail,
+            #[cfg(ember_sse2)]
+            lanes,
         }
+    }
+
+    /// Adds its whole groups' `Σ w · x` to each pixel's accumulator.
+    #[inline(always)]
+    fn mac_groups(&self, block: &[u32], acc: &mut [i32; BLOCK]) {
+        #[cfg(ember_sse2)]
+        mac_groups_sse2(self.lanes, block, acc);
+        #[cfg(not(ember_sse2))]
+        mac_groups(self.whole, block, acc);
     }
 }
 
@@ -112,7 +182,7 @@ impl<'a> Filter<'a> {
 #[inline(always)]
 fn dot_block(filter: &Filter, block: &[u32], init: i32) -> [i32; BLOCK] {
     let mut acc = [init; BLOCK];
-    mac_groups(filter.whole, block, &mut acc);
+    filter.mac_groups(block, &mut acc);
     if let Some((even, odd)) = filter.tail {
         let at = filter.whole.len() / 4 * 2 * BLOCK;
         for (a, x) in acc
@@ -181,7 +251,9 @@ fn convolve(layer: &Conv, pool: Option<&Pool>, input: &[i8], output: &mut [i8]) 
     );
     let wide_row = seg.div_ceil(4) * 4;
     let mut wide = [0i8; WIDE_WEIGHTS];
-    let (weights, row) = if seg % 4 != 0 && oc * kh * wide_row <= WIDE_WEIGHTS {
+    // Widened, a filter must still fit one im2col block (`MAX_TAPS`).
+    let widen = seg % 4 != 0 && oc * kh * wide_row <= WIDE_WEIGHTS && kh * wide_row <= MAX_TAPS;
+    let (weights, row) = if widen {
         let rows = layer.weights.chunks_exact(seg);
         for (dst, src) in wide.chunks_exact_mut(wide_row).zip(rows) {
             dst[..seg].copy_from_slice(src);
@@ -279,8 +351,9 @@ fn filters_over_tile(
     let block_words = taps.div_ceil(4) * 2 * BLOCK;
     let outputs = out.len() / oc;
     let mut accs = [0i32; TILE_PIXELS + BLOCK];
+    let mut lanes = [0u64; LANES];
     for (c, filter) in weights.chunks_exact(taps).enumerate() {
-        let filter = Filter::new(filter);
+        let filter = Filter::new(filter, &mut lanes);
         let requant = match pool_clamp {
             Some((min, max)) => layer.channel(c).clamped(min, max),
             None => layer.channel(c),
@@ -300,5 +373,31 @@ fn filters_over_tile(
             }
         }
         requant.apply_strided(&accs[..outputs], &mut out[c..], oc);
+    }
+}
+
+#[cfg(all(test, ember_sse2))]
+mod sse2_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The SSE2 loop gives every pixel's accumulator the bits of the SMLAD definition, for
+        /// any weights, any halfword pairs (wider than a real im2col's) and any start.
+        #[test]
+        fn mac_groups_sse2_equals_the_portable_loop(
+            groups in 0usize..=MAX_TAPS / 4,
+            seed in proptest::collection::vec(any::<u32>(), 2 * BLOCK * (MAX_TAPS / 4)),
+            weights in proptest::collection::vec(any::<i8>(), MAX_TAPS),
+            init in any::<[i32; BLOCK]>(),
+        ) {
+            let (weights, block) = (&weights[..4 * groups], &seed[..2 * BLOCK * groups]);
+            let mut lanes = [0u64; LANES];
+            let filter = Filter::new(weights, &mut lanes);
+            let (mut fast, mut want) = (init, init);
+            filter.mac_groups(block, &mut fast);
+            mac_groups_portable(weights, block, &mut want);
+            prop_assert_eq!(fast, want);
+        }
     }
 }

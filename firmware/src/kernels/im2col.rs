@@ -46,10 +46,11 @@ impl Column<'_> {
 
 /// Converts `rows` rows of `row_bytes` input bytes (a multiple of four), `stride` bytes apart
 /// in `src`, to the offset halfword pairs `(b0, b2)`, `(b1, b3)` of each word, stored at
-/// `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block.
-#[cfg(not(ember_dsp))]
+/// `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block. The definition the
+/// assembly and SSE2 twins are tested against.
+#[cfg(any(test, not(any(ember_dsp, ember_sse2))))]
 #[inline(always)]
-fn convert_rows(
+fn convert_rows_portable(
     src: &[i8],
     rows: usize,
     row_bytes: usize,
@@ -66,8 +67,60 @@ fn convert_rows(
     }
 }
 
-// The assembly below is written for four pixels per block (its offsets and register count).
-#[cfg(ember_dsp)]
+#[cfg(not(any(ember_dsp, ember_sse2)))]
+use convert_rows_portable as convert_rows;
+
+/// Whether [`convert_rows`] may read and write its `rows` whole within `src` and `dst`: the
+/// fast twins check once, then run without bounds checks.
+#[cfg(any(ember_dsp, ember_sse2))]
+#[inline(always)]
+fn rows_fit(src: &[i8], rows: usize, row_bytes: usize, stride: usize, dst: &[u32]) -> bool {
+    let words = row_bytes / 4;
+    rows > 0
+        && words > 0
+        && stride >= row_bytes
+        && src.len() >= (rows - 1) * stride + words * 4
+        && dst.len() >= 2 * BLOCK * (rows * words - 1) + 2
+}
+
+/// [`convert_rows_portable`] for the host simulation on x86-64, in SSE2: a word's bytes
+/// sign-extended to halfwords, reordered `b0 b2 b1 b3`, offset, and stored as the two words
+/// in one 64-bit store. Bounds are checked once, as for the assembly.
+#[cfg(ember_sse2)]
+#[inline(always)]
+fn convert_rows(
+    src: &[i8],
+    rows: usize,
+    row_bytes: usize,
+    stride: usize,
+    dst: &mut [u32],
+    offset: u32,
+) {
+    use core::arch::x86_64::*;
+    let words = row_bytes / 4;
+    if !rows_fit(src, rows, row_bytes, stride, dst) {
+        return;
+    }
+    // SAFETY: SSE2 is in the x86-64 baseline. Reads `rows` runs of `words` words of `src`,
+    // `stride` bytes apart, and writes two words every `2 · BLOCK` of `dst`: both within the
+    // slices, as checked above.
+    unsafe {
+        let offset = _mm_set1_epi32(offset as i32);
+        let mut out = dst.as_mut_ptr() as *mut __m128i;
+        for r in 0..rows {
+            let row = src.as_ptr().add(r * stride) as *const i32;
+            for k in 0..words {
+                let x = _mm_cvtsi32_si128(row.add(k).read_unaligned());
+                let x = _mm_srai_epi16::<8>(_mm_unpacklo_epi8(x, x));
+                let x = _mm_add_epi16(_mm_shufflelo_epi16::<0b11_01_10_00>(x), offset);
+                _mm_storel_epi64(out, x);
+                out = (out as *mut u32).add(2 * BLOCK) as *mut __m128i;
+            }
+        }
+    }
+}
+
+// The assembly below and the SSE2 loop are written for four pixels per block.
 const _: () = assert!(BLOCK == 4);
 
 /// Converts `rows` rows of `row_bytes` input bytes (a multiple of four), `stride` bytes apart
@@ -85,12 +138,7 @@ fn convert_rows(
     offset: u32,
 ) {
     let words = row_bytes / 4;
-    if rows == 0
-        || words == 0
-        || stride < row_bytes
-        || src.len() < (rows - 1) * stride + words * 4
-        || dst.len() < 2 * BLOCK * (rows * words - 1) + 2
-    {
+    if !rows_fit(src, rows, row_bytes, stride, dst) {
         return;
     }
     // SAFETY: reads `rows` runs of `words` words from `src`, `stride` bytes apart (LDR takes
@@ -278,6 +326,32 @@ impl Im2col {
                     0
                 };
             }
+        }
+    }
+}
+
+#[cfg(all(test, ember_sse2))]
+mod sse2_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The SSE2 conversion writes the same words, and only those, as the definition.
+        #[test]
+        fn convert_rows_sse2_equals_the_portable_loop(
+            rows in 1usize..4,
+            words in 1usize..8,
+            gap in 0usize..9,
+            src in proptest::collection::vec(any::<i8>(), 4 * 8 * 4 + 9 * 4),
+            zero_point in any::<i8>(),
+        ) {
+            let (row_bytes, stride) = (4 * words, 4 * words + gap);
+            let offset = pack16(-(zero_point as i32), -(zero_point as i32));
+            let len = 2 * BLOCK * rows * words;
+            let (mut fast, mut want) = (vec![0x5a5a_5a5a; len], vec![0x5a5a_5a5a; len]);
+            convert_rows(&src, rows, row_bytes, stride, &mut fast, offset);
+            convert_rows_portable(&src, rows, row_bytes, stride, &mut want, offset);
+            prop_assert_eq!(fast, want);
         }
     }
 }

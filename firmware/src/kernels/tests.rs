@@ -383,6 +383,36 @@ fn convolutions_match_the_reference_on_random_layers() {
     }
 }
 
+/// A kernel row of 5 × 23 = 115 taps, widened to 116, would make a filter of 580 taps, more
+/// than one im2col block holds: the widening once left no pixel per tile and panicked.
+#[test]
+fn a_filter_widened_past_max_taps_is_not_widened() {
+    let mut rng = Rng(13);
+    let input = Shape { h: 6, w: 5, c: 23 };
+    let output = Shape { h: 2, w: 1, c: 1 };
+    let weights = rng.i8s(5 * 5 * 23);
+    let (bias, mult, shift) = channels(&mut rng, 1);
+    let layer = Conv {
+        input,
+        output,
+        kernel: (5, 5),
+        stride: (1, 1),
+        padding: (0, 0),
+        weights: &weights,
+        bias: &bias,
+        multiplier: &mult,
+        shift: &shift,
+        input_zero_point: 3,
+        output_zero_point: -2,
+        act_min: -128,
+        act_max: 127,
+    };
+    let x = rng.i8s(input.len());
+    let mut y = [0i8; 2];
+    conv(&layer, &x, &mut y);
+    assert_eq!(y[..], conv_reference(&layer, &x)[..]);
+}
+
 #[test]
 fn conv_fused_with_max_pool_matches_conv_then_pool() {
     let mut rng = Rng(11);
