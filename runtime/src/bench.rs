@@ -233,3 +233,84 @@ impl DeviceReport {
         )
     }
 }
+
+/// Time spent in one node of tract's optimized plan, per single-image run.
+#[derive(Debug, Serialize)]
+pub struct NodeTime {
+    /// The node's name in the optimized plan.
+    pub node: String,
+    /// Its operator, as tract names it.
+    pub op: String,
+    /// Mean time per run, microseconds.
+    pub us: f64,
+}
+
+/// Per-node profile of the batch-`batch` plan over `runs` runs (after the warm-up), through
+/// tract's evaluation hook, with the run's own overhead (state set-up, outputs) as a last row.
+pub fn profile(
+    c: &Classifier,
+    inputs: &[f32],
+    batch: usize,
+    runs: usize,
+) -> Result<Vec<NodeTime>, ModelError> {
+    let fail = |e: TractError| ModelError {
+        path: c.path().display().to_string(),
+        reason: one_line(&e),
+    };
+    let plan = c.plan(batch)?;
+    let mut state = plan.state().map_err(fail)?;
+    let input = plan.tensor(&inputs[..batch * PIXELS]).map_err(fail)?;
+    let model = state.model().clone();
+    let mut nodes: Vec<f64> = vec![0.0; model.nodes().len()];
+    let mut total = 0.0;
+    for i in 0..WARMUP + runs {
+        let measured = i >= WARMUP;
+        let started = Instant::now();
+        state
+            .run_plan_with_eval(tvec!(input.clone()), |ctx, op_state, node, inputs| {
+                let t = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                if measured {
+                    nodes[node.id] += t.elapsed().as_secs_f64();
+                }
+                out
+            })
+            .map_err(fail)?;
+        if measured {
+            total += started.elapsed().as_secs_f64();
+        }
+    }
+    let per_run = |s: f64| s * 1e6 / runs as f64;
+    let mut rows: Vec<NodeTime> = model
+        .nodes()
+        .iter()
+        .filter(|n| nodes[n.id] > 0.0)
+        .map(|n| NodeTime {
+            node: n.name.clone(),
+            op: n.op().name().to_string(),
+            us: per_run(nodes[n.id]),
+        })
+        .collect();
+    rows.push(NodeTime {
+        node: "(outside the nodes)".into(),
+        op: "state, inputs, outputs".into(),
+        us: per_run(total - nodes.iter().sum::<f64>()),
+    });
+    Ok(rows)
+}
+
+/// The profile as a table, with each row's share of the total.
+pub fn profile_text(rows: &[NodeTime]) -> String {
+    let total: f64 = rows.iter().map(|r| r.us).sum();
+    let mut out = format!("{:<44} {:<22} {:>9} {:>6}\n", "node", "op", "µs", "share");
+    for r in rows {
+        out += &format!(
+            "{:<44} {:<22} {:>9.2} {:>5.1}%\n",
+            r.node,
+            r.op,
+            r.us,
+            100.0 * r.us / total
+        );
+    }
+    out + &format!("{:<44} {:<22} {:>9.2}\n", "total", "", total)
+}

@@ -190,6 +190,10 @@ enum Command {
         /// Round trips to time on --device.
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Print where tract spends a run instead: the time of each node of its optimized
+        /// plan, at this batch size.
+        #[arg(long, value_name = "BATCH")]
+        profile: Option<usize>,
         /// Soak --device instead: inject a fault every N requests, alternately killing QEMU
         /// mid-request and sending two requests back to back, and count answers, losses and
         /// wrong answers (checked against the host's int8 logits).
@@ -372,6 +376,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             faults,
             retries,
             json,
+            ..
         } => {
             let classifier = model.load()?;
             let mut device = device
@@ -388,6 +393,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            model,
+            runs,
+            data,
+            profile: Some(batch),
+            json,
+            ..
+        } => {
+            let classifier = model.load()?;
+            let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
+            let inputs = classifier.scale_pixels(test.pixels());
+            let rows = runtime::bench::profile(&classifier, &inputs, batch.max(1), runs.max(1000))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", runtime::bench::profile_text(&rows));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -109,6 +109,7 @@ fn tract_logits_equal_burns_forward_pass() {
         lr: 2e-3,
         seed: 5,
         augment: false,
+        shards: 1,
     };
     let net = train::train(&config, &train_set, &test, |_, _| Ok(())).unwrap();
     let burn = train::logits(&net, &test, &train::device(0));

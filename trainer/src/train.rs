@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use mnist::Dataset;
@@ -30,6 +30,15 @@ pub struct TrainConfig {
     /// Augment every training image afresh each epoch (see [`crate::augment`]).
     #[serde(default)]
     pub augment: bool,
+    /// Threads each batch is split across (data parallel, see [`batch_gradients`]). 1 keeps
+    /// the arithmetic of the committed model; more changes float rounding, not the result's
+    /// determinism for a seed.
+    #[serde(default = "one_shard")]
+    pub shards: usize,
+}
+
+fn one_shard() -> usize {
+    1
 }
 
 /// What one epoch measured.
@@ -85,17 +94,17 @@ pub fn train(
         let bar = progress_bar(epoch, cfg.epochs, order.len());
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
-            let x = if cfg.augment {
-                data::augmented_images(train_set, batch, cfg.seed, epoch, &ad)
-            } else {
-                data::images(train_set, batch, &ad)
+            let inputs = Inputs {
+                set: train_set,
+                cfg,
+                epoch,
+                device: &ad,
+                loss_fn: &loss_fn,
             };
-            let y = data::labels(train_set, batch, &ad);
-            let logits = model.forward(x);
-            let loss = loss_fn.forward(logits.clone(), y.clone());
-            correct += count_correct(logits, y.inner());
-            loss_sum += loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let step = batch_gradients(&model, &inputs, batch);
+            loss_sum += step.loss_sum;
+            correct += step.correct;
+            let grads = step.grads;
             let lr = lr_at(cfg, (epoch - 1) * steps_per_epoch + b, total_steps);
             model = optim.step(lr, model, grads);
             seen += batch.len();
@@ -121,6 +130,88 @@ pub fn train(
         after_epoch(&stats, &valid)?;
     }
     Ok(model.valid())
+}
+
+/// What a training step reads besides the model and the batch.
+struct Inputs<'a> {
+    set: &'a Dataset,
+    cfg: &'a TrainConfig,
+    epoch: usize,
+    device: &'a Device,
+    loss_fn: &'a CrossEntropyLoss,
+}
+
+/// A batch's gradients of the mean loss, with its summed loss and correct answers.
+struct Step {
+    grads: GradientsParams,
+    loss_sum: f64,
+    correct: usize,
+}
+
+/// Forward and backward over `batch`, weighing its loss by `weight` (its share of the batch).
+fn shard_gradients(model: &Net, inputs: &Inputs, batch: &[usize], weight: f64) -> Step {
+    let x = if inputs.cfg.augment {
+        data::augmented_images(
+            inputs.set,
+            batch,
+            inputs.cfg.seed,
+            inputs.epoch,
+            inputs.device,
+        )
+    } else {
+        data::images(inputs.set, batch, inputs.device)
+    };
+    let y = data::labels(inputs.set, batch, inputs.device);
+    let logits = model.forward(x);
+    let loss = inputs.loss_fn.forward(logits.clone(), y.clone());
+    let correct = count_correct(logits, y.inner());
+    let loss_sum = loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
+    let loss = if weight == 1.0 { loss } else { loss * weight };
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    Step {
+        grads,
+        loss_sum,
+        correct,
+    }
+}
+
+/// The gradients of `batch`'s mean loss. With `shards` > 1 the batch is split into that many
+/// parts, each run on its own thread by its own replica of the model: burn flex keeps about
+/// 1.2 of 2 cores busy on one batch, and replicas, whose autodiff graphs share no node, fill
+/// both. Each part's loss is weighed by its share, and the parts' gradients are summed in
+/// order, so a seed still gives one model.
+fn batch_gradients(model: &Net, inputs: &Inputs, batch: &[usize]) -> Step {
+    let shards = inputs.cfg.shards.clamp(1, batch.len().max(1));
+    if shards == 1 {
+        return shard_gradients(model, inputs, batch, 1.0);
+    }
+    let parts: Vec<&[usize]> = batch.chunks(batch.len().div_ceil(shards)).collect();
+    let steps: Vec<Step> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                let replica = model.valid().train();
+                let weight = part.len() as f64 / batch.len() as f64;
+                s.spawn(move || shard_gradients(&replica, inputs, part, weight))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a training shard panicked"))
+            .collect()
+    });
+    let mut sum = GradientsAccumulator::<Net>::new();
+    let (mut loss_sum, mut correct) = (0.0, 0);
+    for step in steps {
+        sum.accumulate(model, step.grads);
+        loss_sum += step.loss_sum;
+        correct += step.correct;
+    }
+    Step {
+        grads: sum.grads(),
+        loss_sum,
+        correct,
+    }
 }
 
 fn progress_bar(epoch: usize, epochs: usize, len: usize) -> ProgressBar {

@@ -2,7 +2,7 @@
 //! tract with the same logits as burn.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use mnist::{Dataset, Split};
 use tract_onnx::prelude::*;
@@ -30,7 +30,20 @@ fn config(seed: u64) -> TrainConfig {
         lr: 4e-3,
         seed,
         augment: false,
+        shards: 1,
     }
+}
+
+/// The tests' turn to run: one at a time. The device's seeded RNG is one for the whole process,
+/// and burn draws initial weights lazily, at the first forward pass; a test seeding it
+/// (`train::device`) while another trains would change that one's weights.
+fn alone() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fit(cfg: &TrainConfig, train_set: &Dataset, test_set: &Dataset) -> Net {
+    train::train(cfg, train_set, test_set, |_, _| Ok(())).unwrap()
 }
 
 /// One epoch on the first 5,000 training images, as the quick tests share it.
@@ -38,12 +51,13 @@ fn trained() -> &'static Net {
     static NET: OnceLock<Net> = OnceLock::new();
     NET.get_or_init(|| {
         let (train_set, test_set) = sets();
-        train::train(&config(7), train_set, test_set, |_, _| Ok(())).unwrap()
+        fit(&config(7), train_set, test_set)
     })
 }
 
 #[test]
 fn one_epoch_on_5000_images_learns() {
+    let _alone = alone();
     let (_, test_set) = sets();
     let acc = train::accuracy(trained(), test_set, &train::device(0));
     assert!(acc >= 0.90, "accuracy on 1,000 held-out test images: {acc}");
@@ -51,10 +65,11 @@ fn one_epoch_on_5000_images_learns() {
 
 #[test]
 fn same_seed_gives_the_same_model() {
+    let _alone = alone();
     let (train_set, test_set) = sets();
     let small = train_set.take(1000);
     let run = |seed| {
-        let net = train::train(&config(seed), &small, test_set, |_, _| Ok(())).unwrap();
+        let net = fit(&config(seed), &small, test_set);
         train::logits(&net, &test_set.take(64), &train::device(0))
     };
     let (a, b, c) = (run(3), run(3), run(4));
@@ -62,8 +77,29 @@ fn same_seed_gives_the_same_model() {
     assert_ne!(a, c, "different seeds gave identical logits");
 }
 
+/// Split across two threads, a batch still trains, and a seed still gives one model.
+#[test]
+fn two_shards_learn_and_are_deterministic() {
+    let _alone = alone();
+    let (train_set, test_set) = sets();
+    let sharded = TrainConfig {
+        shards: 2,
+        ..config(7)
+    };
+    let net = fit(&sharded, train_set, test_set);
+    let acc = train::accuracy(&net, test_set, &train::device(0));
+    assert!(acc >= 0.90, "accuracy with 2 shards: {acc}");
+    let small = train_set.take(1000);
+    let run = || {
+        let net = fit(&sharded, &small, test_set);
+        train::logits(&net, &test_set.take(64), &train::device(0))
+    };
+    assert_eq!(run(), run(), "2 shards, same seed, different logits");
+}
+
 #[test]
 fn onnx_export_matches_burn_in_tract() {
+    let _alone = alone();
     let (_, test_set) = sets();
     let net = trained();
     let bytes = trainer::export::onnx_bytes(net, Arch::Cnn).unwrap();
@@ -103,6 +139,7 @@ fn onnx_export_matches_burn_in_tract() {
 
 #[test]
 fn onnx_export_is_deterministic_and_carries_the_input_convention() {
+    let _alone = alone();
     let net = trained();
     let a = trainer::export::onnx_bytes(net, Arch::Cnn).unwrap();
     let b = trainer::export::onnx_bytes(net, Arch::Cnn).unwrap();
