@@ -133,19 +133,27 @@ pub fn train(
 }
 
 /// What a training step reads besides the model and the batch.
-struct Inputs<'a> {
-    set: &'a Dataset,
-    cfg: &'a TrainConfig,
-    epoch: usize,
-    device: &'a Device,
-    loss_fn: &'a CrossEntropyLoss,
+pub struct Inputs<'a> {
+    /// The training images.
+    pub set: &'a Dataset,
+    /// The run's configuration (augmentation, seed, shards).
+    pub cfg: &'a TrainConfig,
+    /// 1-based epoch, which seeds augmentation.
+    pub epoch: usize,
+    /// The autodiff device.
+    pub device: &'a Device,
+    /// The loss.
+    pub loss_fn: &'a CrossEntropyLoss,
 }
 
 /// A batch's gradients of the mean loss, with its summed loss and correct answers.
-struct Step {
-    grads: GradientsParams,
-    loss_sum: f64,
-    correct: usize,
+pub struct Step {
+    /// Gradients of the batch's mean loss.
+    pub grads: GradientsParams,
+    /// The loss summed over the batch's images.
+    pub loss_sum: f64,
+    /// Images the model got right.
+    pub correct: usize,
 }
 
 /// Forward and backward over `batch`, weighing its loss by `weight` (its share of the batch).
@@ -180,7 +188,7 @@ fn shard_gradients(model: &Net, inputs: &Inputs, batch: &[usize], weight: f64) -
 /// 1.2 of 2 cores busy on one batch, and replicas, whose autodiff graphs share no node, fill
 /// both. Each part's loss is weighed by its share, and the parts' gradients are summed in
 /// order, so a seed still gives one model.
-fn batch_gradients(model: &Net, inputs: &Inputs, batch: &[usize]) -> Step {
+pub fn batch_gradients(model: &Net, inputs: &Inputs, batch: &[usize]) -> Step {
     let shards = inputs.cfg.shards.clamp(1, batch.len().max(1));
     if shards == 1 {
         return shard_gradients(model, inputs, batch, 1.0);
