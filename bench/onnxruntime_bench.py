@@ -40,3 +40,6 @@ tract64 = next(x["images_per_sec"] for x in tract["throughput"] if x["batch"] ==
 print(f"onnxruntime {ort.__version__}: p50 {p50:.1f} us, batch 64 {ort64:.0f} images/s")
 print(f"tract:              p50 {tract['p50_us']:.1f} us, batch 64 {tract64:.0f} images/s")
 print(f"tract / onnxruntime latency: {tract['p50_us'] / p50:.2f}x; throughput ratio {tract64 / ort64:.2f}x")
+if tract.get("int8"):
+    q = tract["int8"]["p50_us"]
+    print(f"host int8 (firmware kernels): p50 {q:.1f} us, {q / tract['p50_us']:.2f}x tract's, {q / p50:.2f}x onnxruntime's float")
