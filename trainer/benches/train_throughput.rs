@@ -169,8 +169,8 @@ fn has_torch(python: &Path) -> bool {
 fn install_torch(venv: &Path) -> Option<()> {
     eprintln!("installing PyTorch into {} (about 5.5 GB)…", venv.display());
     let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
-    let created = venv_python(venv).exists()
-        || ok(Command::new("python3").arg("-m").arg("venv").arg(venv));
+    let created =
+        venv_python(venv).exists() || ok(Command::new("python3").arg("-m").arg("venv").arg(venv));
     let installed = created
         && ok(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "torch", "numpy"]));
     if !installed {
