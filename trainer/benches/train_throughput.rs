@@ -16,9 +16,8 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, Optimizer};
+use burn::optim::AdamConfig;
 use mnist::{Dataset, Split};
-use trainer::data;
 use trainer::model::{Arch, Net};
 use trainer::train::{self, TrainConfig};
 
