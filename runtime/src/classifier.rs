@@ -174,8 +174,8 @@ impl Classifier {
                 ),
             ));
         }
-        let runnable = typed
-            .into_optimized()
+        let runnable = crate::max_pool::replace_max_pools(typed)
+            .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| fail("tract cannot optimize it", e))?;
         Ok(Plan {

@@ -10,6 +10,7 @@ pub mod device;
 pub mod embedded;
 pub mod eval;
 pub mod inspect;
+pub mod max_pool;
 pub mod preprocess;
 pub mod quantize;
 pub mod serve;
