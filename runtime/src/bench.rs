@@ -51,6 +51,14 @@ const WARMUP: usize = 200;
 /// Each batch size is timed for at least this long.
 const MIN_SECONDS: f64 = 1.0;
 
+/// The error of a tract call on `c`'s plan, in one line.
+fn tract_failed(c: &Classifier) -> impl Fn(TractError) -> ModelError + Copy + '_ {
+    |e| ModelError {
+        path: c.path().display().to_string(),
+        reason: one_line(&e),
+    }
+}
+
 /// Benchmarks `c` on `inputs` (scaled pixels of many images, cycled).
 pub fn run(
     c: &Classifier,
@@ -58,10 +66,7 @@ pub fn run(
     batches: &[usize],
     runs: usize,
 ) -> Result<BenchReport, ModelError> {
-    let fail = |e: TractError| ModelError {
-        path: c.path().display().to_string(),
-        reason: one_line(&e),
-    };
+    let fail = tract_failed(c);
     let images = inputs.len() / PIXELS;
     let plan = c.plan(1)?;
     let mut state = plan.state().map_err(fail)?;
@@ -253,10 +258,14 @@ pub fn profile(
     batch: usize,
     runs: usize,
 ) -> Result<Vec<NodeTime>, ModelError> {
-    let fail = |e: TractError| ModelError {
-        path: c.path().display().to_string(),
-        reason: one_line(&e),
-    };
+    let fail = tract_failed(c);
+    let images = inputs.len() / PIXELS;
+    if batch == 0 || batch > images {
+        return Err(ModelError {
+            path: c.path().display().to_string(),
+            reason: format!("cannot profile a batch of {batch}: there are {images} images"),
+        });
+    }
     let plan = c.plan(batch)?;
     let mut state = plan.state().map_err(fail)?;
     let input = plan.tensor(&inputs[..batch * PIXELS]).map_err(fail)?;

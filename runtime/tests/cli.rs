@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use image::{DynamicImage, GrayImage, ImageFormat};
 
+mod onnx;
+
 fn runtime(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runtime"))
         .args(args)
@@ -239,5 +241,63 @@ fn finding_gather_index_out_of_bounds() {
     refused_in_one_line(
         "gather_index_2_pow_36.onnx",
         "tract failed on it: index out of bounds: the len is 4 but the index is 68719476736",
+    );
+}
+
+/// A model tract runs but the int8 compiler refuses (a Sigmoid head) still gets tract's
+/// figures from `bench`, with one line saying why there is no int8 figure; a profile batch
+/// larger than the test set is one line of error, not a panic.
+#[test]
+fn bench_times_a_model_int8_refuses_and_bounds_the_profile() {
+    use onnx::{encode, floats, int_attr, node, value};
+    let graph = tract_onnx::pb::GraphProto {
+        node: vec![
+            node("Flatten", &["x"], "f", vec![int_attr("axis", 1)]),
+            node("MatMul", &["f", "w"], "m", vec![]),
+            node("Sigmoid", &["m"], "y", vec![]),
+        ],
+        initializer: vec![floats(
+            "w",
+            &[784, 10],
+            (0..7840).map(|i| (i % 13) as f32 / 1000.0).collect(),
+        )],
+        input: vec![value("x", &[None, Some(1), Some(28), Some(28)])],
+        output: vec![value("y", &[None, Some(10)])],
+        ..Default::default()
+    };
+    let path = scratch("bench").join("sigmoid.onnx");
+    std::fs::write(&path, encode(graph, "cli test", 17)).unwrap();
+    let model = path.to_str().unwrap();
+    let out = runtime(&["bench", "--model", model, "--batch", "1", "--runs", "1000"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("single image, 1000 runs: p50 "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("host int8"), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("host int8 not measured: ") && stderr.contains("Sigmoid"),
+        "{stderr}"
+    );
+
+    let out = runtime(&[
+        "bench",
+        "--model",
+        model,
+        "--profile",
+        "20000",
+        "--runs",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("error: {model}: cannot profile a batch of 20000: there are 10000 images")
     );
 }
