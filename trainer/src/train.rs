@@ -9,6 +9,7 @@ use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use mnist::Dataset;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, SplitMix};
@@ -30,9 +31,9 @@ pub struct TrainConfig {
     /// Augment every training image afresh each epoch (see [`crate::augment`]).
     #[serde(default)]
     pub augment: bool,
-    /// Threads each batch is split across (data parallel, see [`batch_gradients`]). 1 keeps
-    /// the arithmetic of the committed model; more changes float rounding, not the result's
-    /// determinism for a seed.
+    /// Parts each batch is split into, run in parallel (data parallel, see
+    /// [`batch_gradients`]). 1 keeps the arithmetic of the committed model; more changes float
+    /// rounding, not the result's determinism for a seed.
     #[serde(default = "one_shard")]
     pub shards: usize,
 }
@@ -93,14 +94,14 @@ pub fn train(
         let started = Instant::now();
         let bar = progress_bar(epoch, cfg.epochs, order.len());
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let inputs = Inputs {
+            set: train_set,
+            cfg,
+            epoch,
+            device: &ad,
+            loss_fn: &loss_fn,
+        };
         for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
-            let inputs = Inputs {
-                set: train_set,
-                cfg,
-                epoch,
-                device: &ad,
-                loss_fn: &loss_fn,
-            };
             let step = batch_gradients(&model, &inputs, batch);
             loss_sum += step.loss_sum;
             correct += step.correct;
@@ -195,15 +196,13 @@ pub fn batch_gradients(model: &Net, inputs: &Inputs, batch: &[usize]) -> Step {
         return shard_gradients(model, inputs, batch, 1.0);
     }
     let parts: Vec<&[usize]> = batch.chunks(batch.len().div_ceil(shards)).collect();
-    let replicas: Vec<Net> = parts.iter().map(|_| model.valid().train()).collect();
-    let mut steps: Vec<Option<Step>> = parts.iter().map(|_| None).collect();
-    rayon::scope(|s| {
-        for ((part, replica), step) in parts.iter().zip(&replicas).zip(steps.iter_mut()) {
+    let steps: Vec<Step> = parts
+        .par_iter()
+        .map(|part| {
             let weight = part.len() as f64 / batch.len() as f64;
-            s.spawn(move |_| *step = Some(shard_gradients(replica, inputs, part, weight)));
-        }
-    });
-    let steps = steps.into_iter().map(|s| s.expect("every shard ran"));
+            shard_gradients(&model.valid().train(), inputs, part, weight)
+        })
+        .collect();
     let mut sum = GradientsAccumulator::<Net>::new();
     let (mut loss_sum, mut correct) = (0.0, 0);
     for step in steps {
