@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http_body_util::BodyExt;
 use mnist::PIXELS;
 use serde_json::{json, Value};
 
-use super::{App, Models, PAGE};
+use super::{App, Models, BODY_LIMIT, DRAIN_LIMIT, PAGE};
 use crate::answers::{self, Answer};
 use crate::preprocess;
 
@@ -54,10 +54,10 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
 
 /// `POST /api/classify`: the picture's bytes as the body; the answers as `classify --json`
 /// gives them.
-pub async fn classify(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
+pub async fn classify(State(app): Shared, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_capped(&headers, body).await {
         Ok(body) => body,
-        Err(e) => return error(e.status(), format!("upload: {}", e.body_text())),
+        Err(refused) => return refused,
     };
     let shared = Arc::clone(&app);
     let host = tokio::task::spawn_blocking(move || host_answers(&shared.models, &body)).await;
@@ -85,6 +85,44 @@ pub async fn classify(State(app): Shared, body: Result<Bytes, BytesRejection>) -
     }
     ways.push(("float", &float));
     Json(answers::to_json(&framed, &ways, &failed)).into_response()
+}
+
+/// The body, when it is at most [`BODY_LIMIT`] bytes. A larger one is refused with 413, but
+/// read (and dropped) up to [`DRAIN_LIMIT`] first: a client that sends its whole body before it
+/// reads, as most do, would otherwise find the connection closed under it (a broken pipe, not
+/// the 413).
+async fn read_capped(headers: &HeaderMap, mut body: Body) -> Result<Bytes, Response> {
+    let too_big = |bytes: String| {
+        let limit = BODY_LIMIT >> 20;
+        let message = format!("upload: the picture is {bytes} bytes; the limit is {limit} MiB");
+        error(StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > DRAIN_LIMIT as u64) {
+        return Err(too_big(n.to_string()));
+    }
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, format!("upload: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= BODY_LIMIT {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAIN_LIMIT {
+            return Err(too_big(format!("more than {seen}")));
+        } else {
+            kept = Vec::new();
+        }
+    }
+    match seen > BODY_LIMIT {
+        true => Err(too_big(seen.to_string())),
+        false => Ok(Bytes::from(kept)),
+    }
 }
 
 type HostAnswers = ([u8; PIXELS], anyhow::Result<Answer>, Result<Answer, String>);

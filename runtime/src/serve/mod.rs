@@ -12,7 +12,6 @@ mod models;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
@@ -24,6 +23,9 @@ pub use models::Models;
 
 /// The largest request body taken; a larger one is answered 413.
 pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// How much of a too-large body is read (and dropped) so that its sender gets the 413; past
+/// this the connection is closed.
+pub const DRAIN_LIMIT: usize = 8 * BODY_LIMIT;
 /// Device requests that may wait in line; more are answered at once with a "busy" error.
 pub const DEVICE_QUEUE: usize = 32;
 
@@ -96,7 +98,6 @@ pub fn router(app: App) -> Router {
         .route("/api/model", get(api::model))
         .route("/api/classify", post(api::classify))
         .fallback(api::not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(std::sync::Arc::new(app))
 }
 
