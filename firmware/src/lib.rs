@@ -11,9 +11,14 @@
 #[cfg(target_os = "none")]
 pub mod board;
 pub mod kernels;
+pub mod layers;
 pub mod model;
+pub mod plan;
 pub mod protocol;
 pub mod requant;
 pub mod simd;
 
-pub use model::{run, Conv, Error, FullyConnected, Layer, Model, Output, Pool, PoolKind, Shape};
+pub use model::{
+    run, Add, Concat, ConcatPart, Conv, Edge, Error, FullyConnected, Layer, Model, Output, Pool,
+    PoolKind, Rescale, Shape, Tensor,
+};

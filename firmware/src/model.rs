@@ -1,249 +1,48 @@
 //! A quantized network as `'static` data, and `run`, which checks it once and executes it in a
 //! caller-provided arena.
+//!
+//! A model is a graph: layers in a topological order, each reading tensors and writing one.
+//! Every tensor has an offset in the arena, planned at compile time ([`crate::plan`]); `run`
+//! checks that tensors alive at the same time never share bytes.
 
 use crate::kernels;
-use crate::requant::ChannelRequant;
+pub use crate::layers::*;
 
-/// Height, width and channels of an HWC activation.
+/// An activation tensor: its shape and where it lives in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    /// Rows.
-    pub h: u16,
-    /// Columns.
-    pub w: u16,
-    /// Channels.
-    pub c: u16,
+pub struct Tensor {
+    /// Shape (HWC).
+    pub shape: Shape,
+    /// First byte in the arena.
+    pub offset: u32,
 }
 
-impl Shape {
-    /// Elements (= bytes, at int8).
-    pub const fn len(&self) -> usize {
-        self.h as usize * self.w as usize * self.c as usize
-    }
-
-    /// Whether the shape holds no element.
-    pub const fn is_empty(&self) -> bool {
-        self.len() == 0
+impl Tensor {
+    /// Its bytes in the arena.
+    pub fn span(&self) -> core::ops::Range<usize> {
+        self.offset as usize..self.offset as usize + self.shape.len()
     }
 }
 
-/// Convolution with per-output-channel requantization and a fused clamp.
+/// Which tensors a layer reads and which it writes (indices into [`Model::tensors`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Conv<'a> {
-    /// Input shape.
-    pub input: Shape,
-    /// Output shape.
-    pub output: Shape,
-    /// Kernel (height, width).
-    pub kernel: (u8, u8),
-    /// Stride (vertical, horizontal).
-    pub stride: (u8, u8),
-    /// Padding before the first row and column.
-    pub padding: (u8, u8),
-    /// `[out_c][kh][kw][in_c]`.
-    pub weights: &'a [i8],
-    /// Per output channel, at scale `s_in · s_w[c]`.
-    pub bias: &'a [i32],
-    /// Q31 multipliers per output channel.
-    pub multiplier: &'a [i32],
-    /// Shifts per output channel.
-    pub shift: &'a [i8],
-    /// Zero point of the input.
-    pub input_zero_point: i8,
-    /// Zero point of the output.
-    pub output_zero_point: i8,
-    /// Lower clamp (fused ReLU: the output zero point).
-    pub act_min: i8,
-    /// Upper clamp.
-    pub act_max: i8,
+pub struct Edge<'a> {
+    /// Tensors read, in the layer's order.
+    pub inputs: &'a [u16],
+    /// Tensor written.
+    pub output: u16,
 }
 
-/// Fully connected layer over the flattened HWC input.
-#[derive(Debug, Clone, Copy)]
-pub struct FullyConnected<'a> {
-    /// Input features.
-    pub inputs: u16,
-    /// Output features.
-    pub outputs: u16,
-    /// `[outputs][inputs]`, inputs in HWC order.
-    pub weights: &'a [i8],
-    /// Per output, at scale `s_in · s_w[o]`.
-    pub bias: &'a [i32],
-    /// Q31 multipliers per output.
-    pub multiplier: &'a [i32],
-    /// Shifts per output.
-    pub shift: &'a [i8],
-    /// Zero point of the input.
-    pub input_zero_point: i8,
-    /// Zero point of the output.
-    pub output_zero_point: i8,
-    /// Lower clamp.
-    pub act_min: i8,
-    /// Upper clamp.
-    pub act_max: i8,
-}
-
-impl Conv<'_> {
-    /// Output channel `ch`'s bias and requantization.
-    #[inline(always)]
-    pub(crate) fn channel(&self, ch: usize) -> ChannelRequant {
-        ChannelRequant::new(
-            self.bias[ch],
-            self.multiplier[ch],
-            self.shift[ch],
-            self.output_zero_point,
-            self.act_min,
-            self.act_max,
-        )
-    }
-}
-
-impl FullyConnected<'_> {
-    /// Output `o`'s bias and requantization.
-    #[inline(always)]
-    pub(crate) fn channel(&self, o: usize) -> ChannelRequant {
-        ChannelRequant::new(
-            self.bias[o],
-            self.multiplier[o],
-            self.shift[o],
-            self.output_zero_point,
-            self.act_min,
-            self.act_max,
-        )
-    }
-}
-
-/// Which pooling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolKind {
-    /// Maximum of the window.
-    Max,
-    /// Mean of the window, padding excluded.
-    Average,
-}
-
-/// Pooling; input and output share their quantization.
-#[derive(Debug, Clone, Copy)]
-pub struct Pool {
-    /// Max or average.
-    pub kind: PoolKind,
-    /// Input shape.
-    pub input: Shape,
-    /// Output shape.
-    pub output: Shape,
-    /// Window (height, width).
-    pub kernel: (u8, u8),
-    /// Stride (vertical, horizontal).
-    pub stride: (u8, u8),
-    /// Padding before the first row and column.
-    pub padding: (u8, u8),
-    /// Lower clamp (a ReLU after the pool).
-    pub act_min: i8,
-    /// Upper clamp.
-    pub act_max: i8,
-}
-
-/// One layer of a model.
-#[derive(Debug, Clone, Copy)]
-pub enum Layer<'a> {
-    /// Convolution.
-    Conv(Conv<'a>),
-    /// Pooling.
-    Pool(Pool),
-    /// Fully connected.
-    FullyConnected(FullyConnected<'a>),
-}
-
-impl Layer<'_> {
-    /// Bytes of the layer's input activation.
-    pub fn input_len(&self) -> usize {
-        match self {
-            Layer::Conv(c) => c.input.len(),
-            Layer::Pool(p) => p.input.len(),
-            Layer::FullyConnected(f) => f.inputs as usize,
-        }
-    }
-
-    /// Bytes of the layer's output activation.
-    pub fn output_len(&self) -> usize {
-        match self {
-            Layer::Conv(c) => c.output.len(),
-            Layer::Pool(p) => p.output.len(),
-            Layer::FullyConnected(f) => f.outputs as usize,
-        }
-    }
-
-    /// Multiply-accumulates of one inference.
-    pub fn macs(&self) -> usize {
-        match self {
-            Layer::Conv(c) => {
-                c.output.len() * c.kernel.0 as usize * c.kernel.1 as usize * c.input.c as usize
-            }
-            Layer::Pool(_) => 0,
-            Layer::FullyConnected(f) => f.inputs as usize * f.outputs as usize,
-        }
-    }
-
-    /// Bytes of parameters in flash: the int8 weights, and per output channel an int32 bias,
-    /// an int32 multiplier and an int8 shift.
-    pub fn weight_bytes(&self) -> usize {
-        let (weights, channels) = match self {
-            Layer::Conv(c) => (c.weights.len(), c.bias.len()),
-            Layer::FullyConnected(f) => (f.weights.len(), f.bias.len()),
-            Layer::Pool(_) => (0, 0),
-        };
-        weights + channels * (4 + 4 + 1)
-    }
-
-    fn check(&self) -> bool {
-        match self {
-            Layer::Conv(c) => {
-                let oc = c.output.c as usize;
-                let taps = c.kernel.0 as usize * c.kernel.1 as usize * c.input.c as usize;
-                c.weights.len() == oc * taps
-                    && c.act_min <= c.act_max
-                    && taps <= kernels::MAX_TAPS
-                    && c.bias.len() == oc
-                    && c.multiplier.len() == oc
-                    && c.shift.len() == oc
-                    && fits(c.output.h, c.input.h, c.kernel.0, c.stride.0, c.padding.0)
-                    && fits(c.output.w, c.input.w, c.kernel.1, c.stride.1, c.padding.1)
-            }
-            Layer::Pool(p) => {
-                p.input.c == p.output.c
-                    && p.act_min <= p.act_max
-                    && p.stride.0 > 0
-                    && p.stride.1 > 0
-                    && fits(p.output.h, p.input.h, p.kernel.0, p.stride.0, p.padding.0)
-                    && fits(p.output.w, p.input.w, p.kernel.1, p.stride.1, p.padding.1)
-            }
-            Layer::FullyConnected(f) => {
-                let (i, o) = (f.inputs as usize, f.outputs as usize);
-                f.weights.len() == i * o
-                    && f.act_min <= f.act_max
-                    && f.bias.len() == o
-                    && f.multiplier.len() == o
-                    && f.shift.len() == o
-            }
-        }
-    }
-}
-
-/// Whether `out` windows of `kernel` at `stride` start inside the input padded by `pad`.
-fn fits(out: u16, input: u16, kernel: u8, stride: u8, pad: u8) -> bool {
-    out > 0
-        && stride > 0
-        && (out as usize - 1) * stride as usize <= input as usize + 2 * pad as usize
-        && kernel as usize <= input as usize + 2 * pad as usize
-}
-
-/// A quantized classifier: layers, the input's quantization and the logits' scale.
+/// A quantized classifier: layers, their tensors, the input's quantization and the logits'
+/// scale. Tensor 0 is the image; the last layer's output is the ten logits.
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
     /// Layers in execution order.
     pub layers: &'a [Layer<'a>],
-    /// Input shape (28×28×1 for MNIST).
-    pub input: Shape,
+    /// What each layer reads and writes, one per layer.
+    pub edges: &'a [Edge<'a>],
+    /// Every tensor, the input first.
+    pub tensors: &'a [Tensor],
     /// Zero point of the input: `q = pixel + input_zero_point` (after the quantizer folded the
     /// pixel scaling into the input scale).
     pub input_zero_point: i8,
@@ -265,13 +64,49 @@ pub enum Error {
         /// Bytes given.
         given: usize,
     },
-    /// Layer `index` does not agree with its neighbours or its own weights.
+    /// Layer `index` does not agree with its tensors or its own weights.
     BadLayer {
         /// Index of the layer.
         index: usize,
     },
+    /// Two tensors alive at the same time share bytes of the arena.
+    Overlap {
+        /// One tensor.
+        first: usize,
+        /// The other.
+        second: usize,
+    },
     /// The model does not end in ten scores.
     NotTenClasses,
+    /// The input is not the model's input size.
+    InputSize {
+        /// Bytes the model takes.
+        expected: usize,
+        /// Bytes given.
+        given: usize,
+    },
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Error::ArenaTooSmall { needed, given } => {
+                write!(f, "the arena has {given} bytes; the model needs {needed}")
+            }
+            Error::BadLayer { index } => write!(
+                f,
+                "layer {index} does not agree with its tensors or its own parameters"
+            ),
+            Error::Overlap { first, second } => write!(
+                f,
+                "tensors {first} and {second} are alive at once but share arena bytes"
+            ),
+            Error::NotTenClasses => write!(f, "the model does not end in ten scores"),
+            Error::InputSize { expected, given } => {
+                write!(f, "the input has {given} bytes; the model takes {expected}")
+            }
+        }
+    }
 }
 
 /// The result of one inference.
@@ -286,26 +121,84 @@ pub struct Output {
 }
 
 impl Model<'_> {
-    /// Bytes of arena needed: the largest input + output pair of any layer.
-    pub fn arena_needed(&self) -> usize {
-        let quantize_input = self.input.len();
-        self.layers
-            .iter()
-            .map(|l| l.input_len() + l.output_len())
-            .fold(quantize_input, usize::max)
+    /// The input's shape (tensor 0; empty for a model without tensors).
+    pub fn input(&self) -> Shape {
+        self.tensors.first().map_or(Shape { h: 0, w: 0, c: 0 }, |t| t.shape)
     }
 
-    /// Checks that consecutive layers agree and every slice has the length its shape implies.
+    /// Bytes of arena needed: the end of the furthest tensor.
+    pub fn arena_needed(&self) -> usize {
+        self.tensors.iter().map(|t| t.span().end).max().unwrap_or(0)
+    }
+
+    /// The steps during which `tensor` holds data: from the layer that writes it (0 for the
+    /// input) to the last that reads it (the end, for the logits). A max pool fused into the
+    /// convolution before it ([`Model::fused`]) is written during the convolution's step.
+    pub fn lifetime(&self, tensor: usize) -> (usize, usize) {
+        let mut start = 0;
+        let mut end = 0;
+        for (i, e) in self.edges.iter().enumerate() {
+            if e.output as usize == tensor {
+                start = if self.fused(i) { i - 1 } else { i };
+                end = end.max(i);
+            }
+            if e.inputs.iter().any(|&t| t as usize == tensor) {
+                end = end.max(i);
+            }
+        }
+        if self.edges.last().is_some_and(|e| e.output as usize == tensor) {
+            end = self.edges.len();
+        }
+        (start, end)
+    }
+
+    /// Checks that every layer reads and writes tensors of the shapes it expects, in a
+    /// topological order, that each slice has the length its shape implies, and that no two
+    /// tensors alive at once share bytes.
     pub fn validate(&self) -> Result<(), Error> {
-        let mut len = self.input.len();
-        for (index, layer) in self.layers.iter().enumerate() {
-            if layer.input_len() != len || !layer.check() {
+        if self.edges.len() != self.layers.len() {
+            return Err(Error::BadLayer {
+                index: self.edges.len().min(self.layers.len()),
+            });
+        }
+        // A tensor may be read only once written: the input, or an earlier layer's output.
+        let mut written = 1usize;
+        for (index, (layer, edge)) in self.layers.iter().zip(self.edges).enumerate() {
+            let shape = |t: u16| self.tensors.get(t as usize).map(|t| t.shape);
+            let inputs_agree = edge.inputs.len() == layer.arity()
+                && edge.inputs.iter().enumerate().all(|(i, &t)| {
+                    (t as usize) < written && shape(t).is_some_and(|s| layer.reads(i, s))
+                });
+            let output_agrees = edge.output as usize == written
+                && shape(edge.output).map(|s| s.len()) == Some(layer.output_len());
+            if !inputs_agree || !output_agrees || !layer.check() {
                 return Err(Error::BadLayer { index });
             }
-            len = layer.output_len();
+            written += 1;
         }
-        if len != 10 {
+        if written != self.tensors.len() {
+            return Err(Error::BadLayer {
+                index: self.layers.len(),
+            });
+        }
+        if self.layers.last().map(Layer::output_len) != Some(10) {
             return Err(Error::NotTenClasses);
+        }
+        self.check_plan()
+    }
+
+    /// No two tensors whose lifetimes meet share a byte.
+    fn check_plan(&self) -> Result<(), Error> {
+        for first in 0..self.tensors.len() {
+            let (a, b) = (self.lifetime(first), self.tensors[first].span());
+            for second in first + 1..self.tensors.len() {
+                let (c, d) = (self.lifetime(second), self.tensors[second].span());
+                let alive_together = a.0 <= c.1 && c.0 <= a.1;
+                let share = b.start < d.end && d.start < b.end;
+                if alive_together && share && !b.is_empty() && !d.is_empty() {
+                    return Err(Error::Overlap { first, second });
+                }
+            }
         }
         Ok(())
     }
@@ -316,15 +209,27 @@ impl Model<'_> {
     }
 
     /// Whether layer `index` is a max pool that runs fused into the convolution before it
-    /// ([`kernels::fuses`]).
+    /// ([`kernels::fuses`]): it reads that convolution's output, and nothing else does.
     pub fn fused(&self, index: usize) -> bool {
-        match (
-            index.checked_sub(1).and_then(|i| self.layers.get(i)),
-            self.layers.get(index),
-        ) {
-            (Some(Layer::Conv(c)), Some(Layer::Pool(p))) => kernels::fuses(c, p),
-            _ => false,
-        }
+        let Some(before) = index.checked_sub(1) else {
+            return false;
+        };
+        let (Some(Layer::Conv(c)), Some(Layer::Pool(p))) =
+            (self.layers.get(before), self.layers.get(index))
+        else {
+            return false;
+        };
+        let (Some(conv_edge), Some(pool_edge)) = (self.edges.get(before), self.edges.get(index))
+        else {
+            return false;
+        };
+        let between = conv_edge.output;
+        let readers = self
+            .edges
+            .iter()
+            .filter(|e| e.inputs.contains(&between))
+            .count();
+        kernels::fuses(c, p) && pool_edge.inputs == [between] && readers == 1
     }
 }
 
@@ -356,48 +261,60 @@ fn execute(
 ) -> Result<Output, Error> {
     model.validate()?;
     let needed = model.arena_needed();
-    if arena.len() < needed || input.len() != model.input.len() {
+    if arena.len() < needed {
         return Err(Error::ArenaTooSmall {
             needed,
             given: arena.len(),
         });
     }
-    let total = arena.len();
-    for (q, &p) in arena.iter_mut().zip(input) {
+    let first = model.tensors[0].span();
+    if input.len() != first.len() {
+        return Err(Error::InputSize {
+            expected: first.len(),
+            given: input.len(),
+        });
+    }
+    for (q, &p) in arena[first].iter_mut().zip(input) {
         *q = (p as i32 + model.input_zero_point as i32).clamp(-128, 127) as i8;
     }
-    // Activations alternate between the arena's two ends, so a step's input and output never
-    // overlap and the arena is only as large as the largest pair.
-    let mut at_start = true;
     let mut index = 0;
     while let Some(layer) = model.layers.get(index) {
         let fused = fuse && model.fused(index + 1);
         let last = if fused { index + 1 } else { index };
-        let (in_len, out_len) = (layer.input_len(), model.layers[last].output_len());
-        let (input, output) = if at_start {
-            let (lo, hi) = arena.split_at_mut(total - out_len);
-            (&lo[..in_len], hi)
-        } else {
-            let (lo, hi) = arena.split_at_mut(total - in_len);
-            (&hi[..], &mut lo[..out_len])
+        let out = model.tensors[model.edges[last].output as usize].span();
+        let (before, rest) = arena.split_at_mut(out.start);
+        let (output, after) = rest.split_at_mut(out.len());
+        let read = |i: usize| {
+            let span = model.tensors[model.edges[index].inputs[i] as usize].span();
+            match span.start < out.start {
+                true => &before[span],
+                false => &after[span.start - out.end..span.end - out.end],
+            }
         };
         match (layer, model.layers.get(index + 1)) {
             (Layer::Conv(c), Some(Layer::Pool(p))) if fused => {
-                kernels::conv_max_pool(c, p, input, output)
+                kernels::conv_max_pool(c, p, read(0), output)
             }
-            (Layer::Conv(c), _) => kernels::conv(c, input, output),
-            (Layer::Pool(p), _) => kernels::pool(p, input, output),
-            (Layer::FullyConnected(f), _) => kernels::fully_connected(f, input, output),
+            (Layer::Conv(c), _) => kernels::conv(c, read(0), output),
+            (Layer::Pool(p), _) => kernels::pool(p, read(0), output),
+            (Layer::FullyConnected(f), _) => kernels::fully_connected(f, read(0), output),
+            (Layer::Add(a), _) => kernels::add(a, read(0), read(1), output),
+            (Layer::Concat(c), _) => {
+                let mut parts = [&[][..]; kernels::MAX_PARTS];
+                for (i, part) in parts.iter_mut().enumerate().take(c.parts.len()) {
+                    *part = read(i);
+                }
+                kernels::concat(c, &parts[..c.parts.len()], output)
+            }
         }
         for i in index..=last {
             after_layer(i, output);
         }
-        at_start = !at_start;
         index = last + 1;
     }
-    let logits_at = if at_start { 0 } else { total - 10 };
+    let logits_at = model.tensors[model.edges[model.edges.len() - 1].output as usize].span();
     let mut logits = [0i8; 10];
-    logits.copy_from_slice(&arena[logits_at..logits_at + 10]);
+    logits.copy_from_slice(&arena[logits_at]);
     let mut scores = [0f32; 10];
     let mut class = 0;
     for (i, (&q, s)) in logits.iter().zip(scores.iter_mut()).enumerate() {
@@ -436,9 +353,24 @@ mod tests {
             act_min: -128,
             act_max: 127,
         })];
+        static EDGES: [Edge<'static>; 1] = [Edge {
+            inputs: &[0],
+            output: 1,
+        }];
+        static TENSORS: [Tensor; 2] = [
+            Tensor {
+                shape: Shape { h: 2, w: 1, c: 1 },
+                offset: 0,
+            },
+            Tensor {
+                shape: Shape { h: 1, w: 1, c: 10 },
+                offset: 2,
+            },
+        ];
         Model {
             layers: &LAYERS,
-            input: Shape { h: 2, w: 1, c: 1 },
+            edges: &EDGES,
+            tensors: &TENSORS,
             input_zero_point: -128,
             output_scale: 0.5,
             output_zero_point: 0,
@@ -473,11 +405,30 @@ mod tests {
     #[test]
     fn inconsistent_layers_are_refused() {
         let mut model = tiny(12);
-        model.input = Shape { h: 3, w: 1, c: 1 };
+        let tensors = [
+            Tensor {
+                shape: Shape { h: 3, w: 1, c: 1 },
+                offset: 0,
+            },
+            model.tensors[1],
+        ];
+        model.tensors = &tensors;
         let mut arena = [0i8; 64];
         assert_eq!(
             run(&model, &[0; 3], &mut arena),
             Err(Error::BadLayer { index: 0 })
+        );
+    }
+
+    #[test]
+    fn tensors_alive_together_may_not_share_bytes() {
+        let mut model = tiny(12);
+        let tensors = [model.tensors[0], Tensor { offset: 1, ..model.tensors[1] }];
+        model.tensors = &tensors;
+        let mut arena = [0i8; 64];
+        assert_eq!(
+            run(&model, &[0; 2], &mut arena),
+            Err(Error::Overlap { first: 0, second: 1 })
         );
     }
 }

@@ -218,12 +218,20 @@ pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
     convolve(layer, None, input, output);
 }
 
+/// Whether [`conv`] takes `layer`: one group, no dilation, and a filter of at most
+/// `MAX_TAPS` taps (its im2col block lives on the stack).
+pub fn takes(layer: &Conv) -> bool {
+    let taps = layer.kernel.0 as usize * layer.kernel.1 as usize * layer.input.c as usize;
+    layer.groups == 1 && layer.dilation == (1, 1) && taps <= MAX_TAPS
+}
+
 /// Whether `pool` right after `conv` can run fused into it ([`conv_max_pool`]): a 2×2 max
 /// pool of stride 2 without padding over the convolution's output, clamps that overlap, and
 /// no negative multiplier. Requantization is then monotonic, so the maximum of four
 /// requantized outputs is the requantized maximum of their accumulators, bit for bit.
 pub fn fuses(conv: &Conv, pool: &Pool) -> bool {
-    pool.kind == PoolKind::Max
+    takes(conv)
+        && pool.kind == PoolKind::Max
         && pool.kernel == (2, 2)
         && pool.stride == (2, 2)
         && pool.padding == (0, 0)

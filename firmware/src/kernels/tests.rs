@@ -22,6 +22,8 @@ fn conv_layer<'a>(
         kernel: (k, k),
         stride: (1, 1),
         padding: (pad, pad),
+        dilation: (1, 1),
+        groups: 1,
         weights: w,
         bias: b,
         multiplier: m,
@@ -247,46 +249,10 @@ impl Rng {
     }
 }
 
-/// The reference convolution: TFLite's loops, one output at a time, `requantize` as defined.
+/// The reference convolution, into a new vector.
 fn conv_reference(l: &Conv, x: &[i8]) -> std::vec::Vec<i8> {
-    let (inp, out) = (l.input, l.output);
-    let (kh, kw, ic, oc) = (
-        l.kernel.0 as isize,
-        l.kernel.1 as isize,
-        inp.c as isize,
-        out.c as usize,
-    );
-    let mut y = std::vec::Vec::new();
-    for oy in 0..out.h as isize {
-        for ox in 0..out.w as isize {
-            for o in 0..oc {
-                let mut acc = l.bias[o];
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let iy = oy * l.stride.0 as isize - l.padding.0 as isize + ky;
-                        let ix = ox * l.stride.1 as isize - l.padding.1 as isize + kx;
-                        if iy < 0 || ix < 0 || iy >= inp.h as isize || ix >= inp.w as isize {
-                            continue;
-                        }
-                        for c in 0..ic {
-                            let xv = x[((iy * inp.w as isize + ix) * ic + c) as usize] as i32;
-                            let w =
-                                l.weights[(((o as isize * kh + ky) * kw + kx) * ic + c) as usize];
-                            acc += (xv - l.input_zero_point as i32) * w as i32;
-                        }
-                    }
-                }
-                y.push(crate::requant::requantize(
-                    acc,
-                    l.multiplier[o],
-                    l.shift[o],
-                    l.output_zero_point,
-                    l.act_min,
-                    l.act_max,
-                ));
-            }
-        }
-    }
+    let mut y = std::vec![0i8; l.output.len()];
+    reference::conv(l, x, &mut y);
     y
 }
 
@@ -367,6 +333,8 @@ fn convolutions_match_the_reference_on_random_layers() {
             kernel: (k, k),
             stride: (stride, stride),
             padding: (pad, pad),
+            dilation: (1, 1),
+            groups: 1,
             weights: &weights,
             bias: &bias,
             multiplier: &mult,
@@ -398,6 +366,8 @@ fn a_filter_widened_past_max_taps_is_not_widened() {
         kernel: (5, 5),
         stride: (1, 1),
         padding: (0, 0),
+        dilation: (1, 1),
+        groups: 1,
         weights: &weights,
         bias: &bias,
         multiplier: &mult,
@@ -437,6 +407,8 @@ fn conv_fused_with_max_pool_matches_conv_then_pool() {
             kernel: (3, 3),
             stride: (1, 1),
             padding: (1, 1),
+            dilation: (1, 1),
+            groups: 1,
             weights: &weights,
             bias: &bias,
             multiplier: &mult,
