@@ -355,8 +355,22 @@ impl Layer<'_> {
                     && p.act_min <= p.act_max
                     && p.stride.0 > 0
                     && p.stride.1 > 0
-                    && fits(p.output.h, p.input.h, p.kernel.0, 1, p.stride.0, p.padding.0)
-                    && fits(p.output.w, p.input.w, p.kernel.1, 1, p.stride.1, p.padding.1)
+                    && fits(
+                        p.output.h,
+                        p.input.h,
+                        p.kernel.0,
+                        1,
+                        p.stride.0,
+                        p.padding.0,
+                    )
+                    && fits(
+                        p.output.w,
+                        p.input.w,
+                        p.kernel.1,
+                        1,
+                        p.stride.1,
+                        p.padding.1,
+                    )
             }
             Layer::FullyConnected(f) => {
                 let (i, o) = (f.inputs as usize, f.outputs as usize);
@@ -390,8 +404,22 @@ fn check_conv(c: &Conv) -> bool {
         && c.bias.len() == oc
         && c.multiplier.len() == oc
         && c.shift.len() == oc
-        && fits(c.output.h, c.input.h, c.kernel.0, c.dilation.0, c.stride.0, c.padding.0)
-        && fits(c.output.w, c.input.w, c.kernel.1, c.dilation.1, c.stride.1, c.padding.1)
+        && fits(
+            c.output.h,
+            c.input.h,
+            c.kernel.0,
+            c.dilation.0,
+            c.stride.0,
+            c.padding.0,
+        )
+        && fits(
+            c.output.w,
+            c.input.w,
+            c.kernel.1,
+            c.dilation.1,
+            c.stride.1,
+            c.padding.1,
+        )
 }
 
 /// A vector of `n` values as a shape.

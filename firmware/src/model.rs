@@ -109,6 +109,8 @@ impl core::fmt::Display for Error {
     }
 }
 
+impl core::error::Error for Error {}
+
 /// The result of one inference.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Output {
@@ -123,33 +125,71 @@ pub struct Output {
 impl Model<'_> {
     /// The input's shape (tensor 0; empty for a model without tensors).
     pub fn input(&self) -> Shape {
-        self.tensors.first().map_or(Shape { h: 0, w: 0, c: 0 }, |t| t.shape)
+        self.tensors
+            .first()
+            .map_or(Shape { h: 0, w: 0, c: 0 }, |t| t.shape)
     }
 
-    /// Bytes of arena needed: the end of the furthest tensor.
+    /// Bytes of arena needed: the end of the furthest tensor that ever holds data.
     pub fn arena_needed(&self) -> usize {
-        self.tensors.iter().map(|t| t.span().end).max().unwrap_or(0)
+        let lives = self.lifetimes();
+        let held = |(i, _): &(usize, &Tensor)| lives.get(*i).is_none_or(Option::is_some);
+        self.tensors
+            .iter()
+            .enumerate()
+            .filter(held)
+            .map(|(_, t)| t.span().end)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The steps during which `tensor` holds data: from the layer that writes it (0 for the
     /// input) to the last that reads it (the end, for the logits). A max pool fused into the
-    /// convolution before it ([`Model::fused`]) is written during the convolution's step.
-    pub fn lifetime(&self, tensor: usize) -> (usize, usize) {
-        let mut start = 0;
-        let mut end = 0;
+    /// convolution before it ([`Model::fused`]) is written during the convolution's step, and
+    /// the convolution's own output then never exists: `None`.
+    pub fn lifetime(&self, tensor: usize) -> Option<(usize, usize)> {
+        self.lifetimes()
+            .get(tensor)
+            .copied()
+            .flatten()
+            .map(|(a, b)| (a as usize, b as usize))
+    }
+
+    /// [`Model::lifetime`] of every tensor, in one pass over the edges (the first
+    /// [`MAX_TENSORS`]; `validate` refuses more).
+    pub fn lifetimes(&self) -> [Option<(u8, u8)>; MAX_TENSORS] {
+        let mut spans = [Some((0u8, 0u8)); MAX_TENSORS];
+        let mut fused_here = false;
         for (i, e) in self.edges.iter().enumerate() {
-            if e.output as usize == tensor {
-                start = if self.fused(i) { i - 1 } else { i };
-                end = end.max(i);
+            let step = i as u8;
+            let fused_next = self.fused(i + 1);
+            for &t in e.inputs {
+                if let Some(Some((_, end))) = spans.get_mut(t as usize) {
+                    *end = (*end).max(step);
+                }
             }
-            if e.inputs.iter().any(|&t| t as usize == tensor) {
-                end = end.max(i);
+            if let Some(span) = spans.get_mut(e.output as usize) {
+                *span = match (fused_next, fused_here) {
+                    (true, _) => None,
+                    (false, true) => Some((step - 1, step)),
+                    (false, false) => Some((step, step)),
+                };
             }
+            fused_here = fused_next;
         }
-        if self.edges.last().is_some_and(|e| e.output as usize == tensor) {
-            end = self.edges.len();
+        if let Some(Some((_, end))) = self
+            .edges
+            .last()
+            .and_then(|e| spans.get_mut(e.output as usize))
+        {
+            *end = self.edges.len() as u8;
         }
-        (start, end)
+        spans
+    }
+
+    /// Whether two tensors hold data at the same time.
+    pub fn alive_together(&self, a: usize, b: usize) -> bool {
+        overlap(self.lifetime(a), self.lifetime(b))
     }
 
     /// Checks that every layer reads and writes tensors of the shapes it expects, in a
@@ -176,7 +216,7 @@ impl Model<'_> {
             }
             written += 1;
         }
-        if written != self.tensors.len() {
+        if written != self.tensors.len() || written > MAX_TENSORS || self.layers.len() > 250 {
             return Err(Error::BadLayer {
                 index: self.layers.len(),
             });
@@ -189,13 +229,14 @@ impl Model<'_> {
 
     /// No two tensors whose lifetimes meet share a byte.
     fn check_plan(&self) -> Result<(), Error> {
+        let lives = self.lifetimes();
+        let life = |t: usize| lives[t].map(|(a, b)| (a as usize, b as usize));
         for first in 0..self.tensors.len() {
-            let (a, b) = (self.lifetime(first), self.tensors[first].span());
+            let b = self.tensors[first].span();
             for second in first + 1..self.tensors.len() {
-                let (c, d) = (self.lifetime(second), self.tensors[second].span());
-                let alive_together = a.0 <= c.1 && c.0 <= a.1;
+                let d = self.tensors[second].span();
                 let share = b.start < d.end && d.start < b.end;
-                if alive_together && share && !b.is_empty() && !d.is_empty() {
+                if share && overlap(life(first), life(second)) {
                     return Err(Error::Overlap { first, second });
                 }
             }
@@ -233,6 +274,14 @@ impl Model<'_> {
     }
 }
 
+/// Whether two lifetimes meet.
+fn overlap(a: Option<(usize, usize)>, b: Option<(usize, usize)>) -> bool {
+    matches!((a, b), (Some(x), Some(y)) if x.0 <= y.1 && y.0 <= x.1)
+}
+
+/// Most tensors a model may have (the plan's check keeps their lifetimes on the stack).
+pub const MAX_TENSORS: usize = 128;
+
 /// Runs `model` on a 28×28 image (0 = background, 255 = ink) using `arena` for activations.
 pub fn run(model: &Model, input: &[u8], arena: &mut [i8]) -> Result<Output, Error> {
     run_with(model, input, arena, |_, _| {})
@@ -246,17 +295,6 @@ pub fn run_with(
     model: &Model,
     input: &[u8],
     arena: &mut [i8],
-    after_layer: impl FnMut(usize, &[i8]),
-) -> Result<Output, Error> {
-    execute(model, input, arena, true, after_layer)
-}
-
-/// [`run_with`], with fusion of convolutions and pools on or off.
-fn execute(
-    model: &Model,
-    input: &[u8],
-    arena: &mut [i8],
-    fuse: bool,
     mut after_layer: impl FnMut(usize, &[i8]),
 ) -> Result<Output, Error> {
     model.validate()?;
@@ -279,7 +317,7 @@ fn execute(
     }
     let mut index = 0;
     while let Some(layer) = model.layers.get(index) {
-        let fused = fuse && model.fused(index + 1);
+        let fused = model.fused(index + 1);
         let last = if fused { index + 1 } else { index };
         let out = model.tensors[model.edges[last].output as usize].span();
         let (before, rest) = arena.split_at_mut(out.start);
@@ -423,12 +461,21 @@ mod tests {
     #[test]
     fn tensors_alive_together_may_not_share_bytes() {
         let mut model = tiny(12);
-        let tensors = [model.tensors[0], Tensor { offset: 1, ..model.tensors[1] }];
+        let tensors = [
+            model.tensors[0],
+            Tensor {
+                offset: 1,
+                ..model.tensors[1]
+            },
+        ];
         model.tensors = &tensors;
         let mut arena = [0i8; 64];
         assert_eq!(
             run(&model, &[0; 2], &mut arena),
-            Err(Error::Overlap { first: 0, second: 1 })
+            Err(Error::Overlap {
+                first: 0,
+                second: 1
+            })
         );
     }
 }

@@ -12,9 +12,11 @@ pub fn greedy(model: &Model, offsets: &mut [u32]) -> usize {
     let n = model.tensors.len().min(offsets.len());
     offsets.iter_mut().for_each(|o| *o = UNPLACED);
     let len = |t: usize| model.tensors[t].shape.len();
-    let meets = |a: usize, b: usize| {
-        let (x, y) = (model.lifetime(a), model.lifetime(b));
-        x.0 <= y.1 && y.0 <= x.1
+    let lives = model.lifetimes();
+    let live = |t: usize| lives.get(t).copied().flatten();
+    let meets = |a: usize, b: usize| match (live(a), live(b)) {
+        (Some(x), Some(y)) => x.0 <= y.1 && y.0 <= x.1,
+        _ => false,
     };
     let mut peak = 0;
     for _ in 0..n {
@@ -44,7 +46,9 @@ pub fn greedy(model: &Model, offsets: &mut [u32]) -> usize {
             .min()
             .unwrap_or(0);
         offsets[t] = at as u32;
-        peak = peak.max(at + len(t));
+        if live(t).is_some() {
+            peak = peak.max(at + len(t));
+        }
     }
     peak
 }

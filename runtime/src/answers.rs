@@ -102,8 +102,8 @@ impl Int8 {
         match self {
             Int8::Committed(model) => f(model),
             Int8::Quantized(q) => {
-                let layers = q.firmware_layers();
-                f(&q.firmware_model(&layers))
+                let view = q.view();
+                f(&view.model())
             }
         }
     }

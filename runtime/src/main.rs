@@ -693,6 +693,7 @@ fn evaluate(
             quantize::DEFAULT_CALIB_SEED,
         )?;
         quantize::simulate(&q, &test)
+            .map_err(|e| anyhow::anyhow!("{}: the int8 model: {e}", classifier.path().display()))?
             .iter()
             .map(|l| runtime::classifier::argmax(l) as u8)
             .collect()
@@ -803,8 +804,8 @@ fn quantize_command(
     let beside_model = quantize::codegen::default_output(model);
     let output = output.unwrap_or(&beside_model);
     let q = quantize::quantize_mnist(classifier, calib, count, seed)?;
-    let layers = q.firmware_layers();
-    let fw = q.firmware_model(&layers);
+    let view = q.view();
+    let fw = view.model();
     let (weight_bytes, arena) = (q.weight_bytes(), fw.arena_bytes);
     let fits: Vec<Fit> = Board::ALL
         .iter()
@@ -835,29 +836,31 @@ fn quantize_command(
         .with_context(|| format!("{}: cannot write", output.display()))?;
     let test = mnist::load(calib, Split::Test)?;
     let cost = quantize::cost(classifier, &q, &test)?;
-    let rows: Vec<serde_json::Value> = layers
+    let rows: Vec<serde_json::Value> = fw
+        .layers
         .iter()
-        .zip(&q.names)
-        .map(|(l, name)| {
+        .zip(fw.edges)
+        .zip(q.names())
+        .map(|((l, edge), name)| {
+            let s = l.output_shape();
             let (shape, params) = match l {
-                firmware::Layer::Conv(c) => (
-                    vec![c.output.h, c.output.w, c.output.c],
-                    c.weights.len() + c.bias.len(),
-                ),
-                firmware::Layer::Pool(p) => (vec![p.output.h, p.output.w, p.output.c], 0),
+                firmware::Layer::Conv(c) => (vec![s.h, s.w, s.c], c.weights.len() + c.bias.len()),
                 firmware::Layer::FullyConnected(f) => {
-                    (vec![f.outputs], f.weights.len() + f.bias.len())
+                    (vec![s.c], f.weights.len() + f.bias.len())
                 }
+                _ => (vec![s.h, s.w, s.c], 0),
             };
-            json!({"layer": name, "output": shape, "params": params, "macs": l.macs(),
-                   "weight_bytes": l.weight_bytes(), "activation_bytes": l.output_len()})
+            let tensor = fw.tensors[edge.output as usize];
+            json!({"layer": name, "output": shape, "inputs": edge.inputs, "params": params, "macs": l.macs(),
+                   "weight_bytes": l.weight_bytes(), "activation_bytes": l.output_len(),
+                   "arena_offset": tensor.offset})
         })
         .collect();
     let total = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
     let summary = json!({
         "model": classifier.path(), "onnx_sha256": classifier.sha256, "output": output, "calibration_images": count, "seed": seed,
         "layers": rows, "params": total("params"), "macs": total("macs"), "weight_bytes": total("weight_bytes"),
-        "arena_bytes": fw.arena_bytes, "float_accuracy": cost.float_accuracy, "int8_accuracy": cost.int8_accuracy,
+        "arena_bytes": fw.arena_bytes, "activation_bytes": q.activation_bytes(), "float_accuracy": cost.float_accuracy, "int8_accuracy": cost.int8_accuracy,
         "agreement": cost.agreement, "test_images": cost.images, "fits": fits,
     });
     if output == beside_model && !embedded {
@@ -895,7 +898,12 @@ fn quantize_command(
         total("params"),
         total("macs"),
         total("weight_bytes"),
-        format!("arena {}", fw.arena_bytes)
+        q.activation_bytes()
+    );
+    println!(
+        "memory plan: one arena of {} bytes for {} bytes of activations (each layer's output at the offset `quantize --json` gives)",
+        thousands(fw.arena_bytes as u64),
+        thousands(q.activation_bytes() as u64)
     );
     println!(
         "calibrated on {count} training images (seed {seed}); on {} test images: float {:.2}%, int8 {:.2}%, agreement {:.2}%",

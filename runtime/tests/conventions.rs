@@ -274,8 +274,8 @@ fn the_chip_runs_a_raw_pixel_model_bit_exact_with_the_host() {
     );
     let model = dir.join("raw_int8.rs");
     std::fs::write(&model, source).unwrap();
-    let layers = q.firmware_layers();
-    let host = q.firmware_model(&layers);
+    let view = q.view();
+    let host = view.model();
     let test = test_digits(40);
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/conventions");
     for board in [M3, M4F] {

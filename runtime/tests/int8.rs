@@ -76,7 +76,7 @@ fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
     let c = committed_classifier();
     let q = default_quantization(&c);
     let test = test_set();
-    let simulated = quantize::simulate(&q, &test);
+    let simulated = quantize::simulate(&q, &test).unwrap();
     let model = &committed::MODEL;
     assert_eq!(model.arena_needed(), committed::ARENA_BYTES);
     const { assert!(committed::ARENA_BYTES <= 16 * 1024) };
@@ -234,7 +234,7 @@ fn other_exporters_models_quantize_and_agree_with_tract() {
         "{cost:?}"
     );
     // And the int8 argmax matches the simulation's own classes.
-    let sim = quantize::simulate(&q, &test.take(10));
+    let sim = quantize::simulate(&q, &test.take(10)).unwrap();
     assert!(sim.iter().all(|l| argmax(l) < 10));
 }
 

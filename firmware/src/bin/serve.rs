@@ -52,7 +52,7 @@ mod service {
             let (seq, len) = (frame.seq, frame.payload.len());
             match frame.kind {
                 Kind::Ping if len == 0 => self.info(seq),
-                Kind::Classify if len == model::MODEL.input.len() => {
+                Kind::Classify if len == model::MODEL.input().len() => {
                     self.classify(seq, &frame.payload)
                 }
                 Kind::Ping | Kind::Classify => self.refuse(Refusal {
@@ -69,7 +69,7 @@ mod service {
         }
 
         fn info(&mut self, seq: u8) {
-            let input = model::MODEL.input;
+            let input = model::MODEL.input();
             let info = Info {
                 model_sha256: model::ONNX_SHA256,
                 input: (input.h as u8, input.w as u8, input.c as u8),

@@ -61,7 +61,11 @@ fn problems(depthwise: bool) -> impl Strategy<Value = ConvProblem> {
     (shape, 3u16..10, 3u16..10, any::<u64>()).prop_filter_map(
         "the window fits",
         move |((groups, per_group, mult, k, stride, pad, dilation), h, w, seed)| {
-            let (per_group, dilation) = if depthwise { (1, 1) } else { (per_group, dilation) };
+            let (per_group, dilation) = if depthwise {
+                (1, 1)
+            } else {
+                (per_group, dilation)
+            };
             let span = (k as u16 - 1) * dilation as u16 + 1;
             let pad = pad.min(k - 1);
             if span > h + 2 * pad as u16 || span > w + 2 * pad as u16 {
@@ -76,7 +80,11 @@ fn problems(depthwise: bool) -> impl Strategy<Value = ConvProblem> {
             let lo = rng.next() as i8 % 64 - 64;
             Some(ConvProblem {
                 input: Shape { h, w, c: ic },
-                output: Shape { h: out(h), w: out(w), c: oc },
+                output: Shape {
+                    h: out(h),
+                    w: out(w),
+                    c: oc,
+                },
                 kernel: k,
                 stride,
                 padding: pad,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use firmware::{Layer, PoolKind};
+use firmware::{Layer, PoolKind, Rescale};
 
 use super::QuantModel;
 
@@ -54,10 +54,95 @@ fn shape(s: firmware::Shape) -> String {
     format!("Shape {{ h: {}, w: {}, c: {} }}", s.h, s.w, s.c)
 }
 
+fn rescale(r: Rescale) -> String {
+    format!(
+        "Rescale {{ zero_point: {}, multiplier: {}, shift: {} }}",
+        r.zero_point, r.multiplier, r.shift
+    )
+}
+
+/// The `firmware` types the model's items name: only those, so that any model compiles
+/// without warnings.
+fn types(layers: &[Layer]) -> Vec<&'static str> {
+    let uses = |pick: fn(&Layer) -> bool| layers.iter().any(pick);
+    let mut types = Vec::new();
+    if uses(|l| matches!(l, Layer::Add(_))) {
+        types.push("Add");
+    }
+    if uses(|l| matches!(l, Layer::Concat(_))) {
+        types.extend(["Concat", "ConcatPart"]);
+    }
+    if uses(|l| matches!(l, Layer::Conv(_))) {
+        types.push("Conv");
+    }
+    types.push("Edge");
+    if uses(|l| matches!(l, Layer::FullyConnected(_))) {
+        types.push("FullyConnected");
+    }
+    types.extend(["Layer", "Model"]);
+    if uses(|l| matches!(l, Layer::Pool(_))) {
+        types.extend(["Pool", "PoolKind"]);
+    }
+    if uses(|l| matches!(l, Layer::Add(_) | Layer::Concat(_))) {
+        types.push("Rescale");
+    }
+    types.extend(["Shape", "Tensor"]);
+    types
+}
+
+/// Layer `i` as a Rust expression; its arrays are written to `out` first.
+fn layer_item(out: &mut String, i: usize, layer: &Layer) -> String {
+    let mut tensors = |w: &[i8], b: &[i32], m: &[i32], s: &[i8]| {
+        array(out, &format!("L{i}_WEIGHTS"), "i8", w);
+        array(out, &format!("L{i}_BIAS"), "i32", b);
+        array(out, &format!("L{i}_MULTIPLIER"), "i32", m);
+        array(out, &format!("L{i}_SHIFT"), "i8", s);
+        format!("weights: &L{i}_WEIGHTS, bias: &L{i}_BIAS, multiplier: &L{i}_MULTIPLIER, shift: &L{i}_SHIFT")
+    };
+    match layer {
+        Layer::Conv(c) => {
+            let t = tensors(c.weights, c.bias, c.multiplier, c.shift);
+            format!(
+                "Layer::Conv(Conv {{ input: {}, output: {}, kernel: {:?}, stride: {:?}, padding: {:?}, dilation: {:?}, groups: {}, {t}, input_zero_point: {}, output_zero_point: {}, act_min: {}, act_max: {} }})",
+                shape(c.input), shape(c.output), c.kernel, c.stride, c.padding, c.dilation, c.groups, c.input_zero_point, c.output_zero_point, c.act_min, c.act_max
+            )
+        }
+        Layer::FullyConnected(f) => {
+            let t = tensors(f.weights, f.bias, f.multiplier, f.shift);
+            format!(
+                "Layer::FullyConnected(FullyConnected {{ inputs: {}, outputs: {}, {t}, input_zero_point: {}, output_zero_point: {}, act_min: {}, act_max: {} }})",
+                f.inputs, f.outputs, f.input_zero_point, f.output_zero_point, f.act_min, f.act_max
+            )
+        }
+        Layer::Pool(p) => format!(
+            "Layer::Pool(Pool {{ kind: PoolKind::{}, input: {}, output: {}, kernel: {:?}, stride: {:?}, padding: {:?}, act_min: {}, act_max: {} }})",
+            if p.kind == PoolKind::Max { "Max" } else { "Average" },
+            shape(p.input), shape(p.output), p.kernel, p.stride, p.padding, p.act_min, p.act_max
+        ),
+        Layer::Add(a) => format!(
+            "Layer::Add(Add {{ shape: {}, inputs: [{}, {}], output: {}, act_min: {}, act_max: {} }})",
+            shape(a.shape), rescale(a.inputs[0]), rescale(a.inputs[1]), rescale(a.output), a.act_min, a.act_max
+        ),
+        Layer::Concat(c) => {
+            let parts: Vec<String> = c
+                .parts
+                .iter()
+                .map(|p| format!("ConcatPart {{ channels: {}, rescale: {} }}", p.channels, rescale(p.rescale)))
+                .collect();
+            let _ = writeln!(out, "static L{i}_PARTS: [ConcatPart; {}] = [{}];", parts.len(), parts.join(", "));
+            format!(
+                "Layer::Concat(Concat {{ output: {}, parts: &L{i}_PARTS, output_zero_point: {} }})",
+                shape(c.output), c.output_zero_point
+            )
+        }
+    }
+}
+
 /// Rust source for `q`.
 pub fn rust_source(q: &QuantModel, from: &Provenance) -> String {
-    let layers = q.firmware_layers();
-    let model = q.firmware_model(&layers);
+    let view = q.view();
+    let model = view.model();
+    let layers = model.layers;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -67,31 +152,18 @@ pub fn rust_source(q: &QuantModel, from: &Provenance) -> String {
     let _ = writeln!(out, "// Source: {} (sha256 {})", from.onnx, from.sha256);
     let _ = writeln!(
         out,
-        "// {} layers, {} MACs per inference, {} bytes of parameters, arena {} bytes.",
+        "// {} layers, {} MACs per inference, {} bytes of parameters, arena {} bytes (activations {} bytes in all).",
         layers.len(),
         model.macs(),
         q.weight_bytes(),
-        model.arena_bytes
+        model.arena_bytes,
+        q.activation_bytes(),
     );
-    // Only the types this model's layers use, so any model compiles without warnings.
-    let uses = |pick: fn(&Layer) -> bool| layers.iter().any(pick);
-    let mut types = Vec::new();
-    if uses(|l| matches!(l, Layer::Conv(_))) {
-        types.push("Conv");
-    }
-    if uses(|l| matches!(l, Layer::FullyConnected(_))) {
-        types.push("FullyConnected");
-    }
-    types.extend(["Layer", "Model"]);
-    if uses(|l| matches!(l, Layer::Pool(_))) {
-        types.extend(["Pool", "PoolKind"]);
-    }
-    types.push("Shape");
-    let _ = writeln!(out, "\nuse firmware::{{{}}};\n", types.join(", "));
+    let _ = writeln!(out, "\nuse firmware::{{{}}};\n", types(layers).join(", "));
     let _ = writeln!(out, "/// SHA-256 of the ONNX model this was quantized from.\npub const ONNX_SHA256: &str = \"{}\";", from.sha256);
     let _ = writeln!(
         out,
-        "/// Bytes of activation arena the model needs.\npub const ARENA_BYTES: usize = {};",
+        "/// Bytes of activation arena the model needs (the memory plan's peak).\npub const ARENA_BYTES: usize = {};",
         model.arena_bytes
     );
     let _ = writeln!(
@@ -99,45 +171,18 @@ pub fn rust_source(q: &QuantModel, from: &Provenance) -> String {
         "/// Multiply-accumulates per inference.\npub const MACS: usize = {};",
         model.macs()
     );
-    let names: Vec<String> = q.names.iter().map(|n| format!("{n:?}")).collect();
+    let names: Vec<String> = q.names().iter().map(|n| format!("{n:?}")).collect();
     let _ = writeln!(
         out,
         "/// A name for each layer, for reports.\npub const LAYER_NAMES: [&str; {}] = [{}];\n",
         names.len(),
         names.join(", ")
     );
-    let mut items = Vec::new();
-    for (i, layer) in layers.iter().enumerate() {
-        let tensors = |out: &mut String, w: &[i8], b: &[i32], m: &[i32], s: &[i8]| {
-            array(out, &format!("L{i}_WEIGHTS"), "i8", w);
-            array(out, &format!("L{i}_BIAS"), "i32", b);
-            array(out, &format!("L{i}_MULTIPLIER"), "i32", m);
-            array(out, &format!("L{i}_SHIFT"), "i8", s);
-            format!("weights: &L{i}_WEIGHTS, bias: &L{i}_BIAS, multiplier: &L{i}_MULTIPLIER, shift: &L{i}_SHIFT")
-        };
-        let item = match layer {
-            Layer::Conv(c) => {
-                let t = tensors(&mut out, c.weights, c.bias, c.multiplier, c.shift);
-                format!(
-                    "Layer::Conv(Conv {{ input: {}, output: {}, kernel: {:?}, stride: {:?}, padding: {:?}, {t}, input_zero_point: {}, output_zero_point: {}, act_min: {}, act_max: {} }})",
-                    shape(c.input), shape(c.output), c.kernel, c.stride, c.padding, c.input_zero_point, c.output_zero_point, c.act_min, c.act_max
-                )
-            }
-            Layer::FullyConnected(f) => {
-                let t = tensors(&mut out, f.weights, f.bias, f.multiplier, f.shift);
-                format!(
-                    "Layer::FullyConnected(FullyConnected {{ inputs: {}, outputs: {}, {t}, input_zero_point: {}, output_zero_point: {}, act_min: {}, act_max: {} }})",
-                    f.inputs, f.outputs, f.input_zero_point, f.output_zero_point, f.act_min, f.act_max
-                )
-            }
-            Layer::Pool(p) => format!(
-                "Layer::Pool(Pool {{ kind: PoolKind::{}, input: {}, output: {}, kernel: {:?}, stride: {:?}, padding: {:?}, act_min: {}, act_max: {} }})",
-                if p.kind == PoolKind::Max { "Max" } else { "Average" },
-                shape(p.input), shape(p.output), p.kernel, p.stride, p.padding, p.act_min, p.act_max
-            ),
-        };
-        items.push(item);
-    }
+    let items: Vec<String> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| layer_item(&mut out, i, l))
+        .collect();
     let _ = writeln!(
         out,
         "\nstatic LAYERS: [Layer<'static>; {}] = [",
@@ -149,8 +194,35 @@ pub fn rust_source(q: &QuantModel, from: &Provenance) -> String {
     out.push_str("];\n\n");
     let _ = writeln!(
         out,
-        "/// The quantized network.\npub static MODEL: Model<'static> = Model {{\n    layers: &LAYERS,\n    input: {},\n    input_zero_point: {},\n    output_scale: {:?},\n    output_zero_point: {},\n    arena_bytes: ARENA_BYTES,\n}};",
-        shape(model.input), model.input_zero_point, model.output_scale, model.output_zero_point
+        "static EDGES: [Edge<'static>; {}] = [",
+        model.edges.len()
+    );
+    for e in model.edges {
+        let _ = writeln!(
+            out,
+            "    Edge {{ inputs: &{:?}, output: {} }},",
+            e.inputs, e.output
+        );
+    }
+    out.push_str("];\n\n");
+    let _ = writeln!(
+        out,
+        "/// Every tensor, the image first, at the offset the memory plan gave it.\nstatic TENSORS: [Tensor; {}] = [",
+        model.tensors.len()
+    );
+    for t in model.tensors {
+        let _ = writeln!(
+            out,
+            "    Tensor {{ shape: {}, offset: {} }},",
+            shape(t.shape),
+            t.offset
+        );
+    }
+    out.push_str("];\n\n");
+    let _ = writeln!(
+        out,
+        "/// The quantized network.\npub static MODEL: Model<'static> = Model {{\n    layers: &LAYERS,\n    edges: &EDGES,\n    tensors: &TENSORS,\n    input_zero_point: {},\n    output_scale: {:?},\n    output_zero_point: {},\n    arena_bytes: ARENA_BYTES,\n}};",
+        model.input_zero_point, model.output_scale, model.output_zero_point
     );
     out
 }

@@ -1,7 +1,11 @@
-//! The ONNX graph read as a chain of float layers the int8 firmware can run: BatchNorm folded
+//! The ONNX graph read as a graph of float layers the int8 firmware can run: BatchNorm folded
 //! into its Conv, ReLU/Clip fused into the layer before, Dropout/Identity/final Softmax
-//! dropped, shape arithmetic (burn's Shape → Gather → Concat → Reshape) recognised as a
-//! flatten. Anything else is refused, naming the node and its operator.
+//! dropped, shape arithmetic (burn's Shape → Gather → Concat → Reshape) folded away. A tensor
+//! may feed several layers, and Add and Concat join branches. Anything else is refused,
+//! naming the node and its operator.
+//!
+//! The ONNX operators taken are one registry, [`OPS`]: `runtime inspect` and every refusal
+//! read it.
 
 use std::collections::HashMap;
 
@@ -9,8 +13,8 @@ use tract_onnx::pb::{self, GraphProto, NodeProto, TensorProto};
 
 /// A float layer, weights in ONNX order.
 #[derive(Debug, Clone)]
-pub enum FloatLayer {
-    /// Convolution; `weights` is `[oc][ic][kh][kw]`.
+pub enum FloatOp {
+    /// Convolution; `weights` is `[oc][ic / groups][kh][kw]`.
     Conv {
         /// Weights.
         weights: Vec<f32>,
@@ -18,22 +22,26 @@ pub enum FloatLayer {
         bias: Vec<f32>,
         /// Output channels.
         out_c: usize,
+        /// Channel groups.
+        groups: usize,
         /// Kernel (h, w).
         kernel: (usize, usize),
         /// Stride (h, w).
         stride: (usize, usize),
         /// Padding before (top, left).
         pad: (usize, usize),
+        /// Padding after (bottom, right): it only sets the output's size.
+        pad_end: (usize, usize),
+        /// Dilation (h, w).
+        dilation: (usize, usize),
         /// Fused activation bounds.
         act: Act,
-        /// ONNX tensor holding the (activated) output.
-        output: String,
     },
     /// Max or average pooling.
     Pool {
         /// Average rather than max.
         average: bool,
-        /// Window (h, w).
+        /// Window (h, w); (0, 0) for a global pool.
         kernel: (usize, usize),
         /// Stride (h, w).
         stride: (usize, usize),
@@ -64,9 +72,47 @@ pub enum FloatLayer {
         outputs: usize,
         /// Fused activation bounds.
         act: Act,
-        /// ONNX tensor holding the (activated) output.
-        output: String,
     },
+    /// Elementwise sum of two tensors.
+    Add {
+        /// Fused activation bounds.
+        act: Act,
+    },
+    /// Concatenation on channels.
+    Concat,
+}
+
+impl FloatOp {
+    /// Whether the layer gets quantization of its own (the others keep their input's).
+    pub fn requantizes(&self) -> bool {
+        matches!(
+            self,
+            FloatOp::Conv { .. } | FloatOp::Dense { .. } | FloatOp::Add { .. } | FloatOp::Concat
+        )
+    }
+}
+
+/// One layer: what it does, the values it reads and the one it writes.
+#[derive(Debug, Clone)]
+pub struct FloatNode {
+    /// The layer.
+    pub op: FloatOp,
+    /// Values read (0 is the image).
+    pub inputs: Vec<usize>,
+    /// Value written.
+    pub output: usize,
+    /// The ONNX tensor whose range sets the output's quantization (after fused activations).
+    pub calibrate: String,
+}
+
+/// The graph as layers in a topological order, and the name of its image input.
+pub struct FloatGraph {
+    /// Layers in order.
+    pub nodes: Vec<FloatNode>,
+    /// The value holding the scores.
+    pub output: usize,
+    /// Name of the ONNX input.
+    pub input: String,
 }
 
 /// Bounds of a fused activation (ReLU: 0..∞, ReLU6: 0..6, none: -∞..∞).
@@ -79,30 +125,101 @@ pub struct Act {
 }
 
 impl Act {
-    const NONE: Act = Act {
+    /// No activation.
+    pub const NONE: Act = Act {
         lo: f32::NEG_INFINITY,
+        hi: f32::INFINITY,
+    };
+    const RELU: Act = Act {
+        lo: 0.0,
         hi: f32::INFINITY,
     };
 }
 
-/// The graph as layers, and the name of its image input.
-pub struct Chain {
-    /// Layers in order.
-    pub layers: Vec<FloatLayer>,
-    /// Name of the ONNX input.
-    pub input: String,
-}
+/// The ONNX operators Ember's int8 compiler takes: the one list, which `inspect` and every
+/// refusal read. Shape arithmetic on constants (Shape, Gather, Concat of shapes, Reshape of
+/// constants) folds away whatever its operators.
+pub const OPS: [&str; 22] = [
+    "Conv",
+    "BatchNormalization",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Concat",
+    "Dropout",
+    "Identity",
+    "Cast",
+    "Softmax",
+    "LogSoftmax",
+    "Shape",
+];
 
 struct Reader<'g> {
-    graph: &'g GraphProto,
     initializers: HashMap<&'g str, &'g TensorProto>,
     producers: HashMap<&'g str, &'g NodeProto>,
 }
 
-/// Reads the layer chain from `graph`; errors name the node and operator.
-pub fn read(graph: &GraphProto, input: &str) -> Result<Chain, String> {
+/// What a value is: the image (before any layer), a spatial tensor, or a vector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Image,
+    Spatial,
+    Flat,
+}
+
+/// The graph being built: its nodes, and per value its kind and how many ONNX nodes read it.
+struct Builder {
+    nodes: Vec<FloatNode>,
+    kinds: Vec<Kind>,
+    readers: Vec<usize>,
+    /// The node writing each value (none for the image).
+    writer: Vec<Option<usize>>,
+}
+
+impl Builder {
+    fn value(&mut self, kind: Kind, readers: usize) -> usize {
+        self.kinds.push(kind);
+        self.readers.push(readers);
+        self.writer.push(None);
+        self.kinds.len() - 1
+    }
+
+    fn push(&mut self, op: FloatOp, inputs: Vec<usize>, out: &str, readers: usize) -> usize {
+        let kind = match op {
+            FloatOp::Flatten { .. } | FloatOp::Dense { .. } => Kind::Flat,
+            _ => Kind::Spatial,
+        };
+        let output = self.value(kind, readers);
+        self.writer[output] = Some(self.nodes.len());
+        self.nodes.push(FloatNode {
+            op,
+            inputs,
+            output,
+            calibrate: out.to_string(),
+        });
+        output
+    }
+
+    /// The node writing `v`, when `v` has no other reader than the node being read.
+    fn sole_writer(&mut self, v: usize) -> Option<&mut FloatNode> {
+        let node = self.writer[v]?;
+        (self.readers[v] == 1).then(move || &mut self.nodes[node])
+    }
+}
+
+/// Reads the layer graph from `graph`; errors name the node and operator.
+pub fn read(graph: &GraphProto, input: &str) -> Result<FloatGraph, String> {
     let r = Reader {
-        graph,
         initializers: graph
             .initializer
             .iter()
@@ -114,150 +231,152 @@ pub fn read(graph: &GraphProto, input: &str) -> Result<Chain, String> {
             .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
             .collect(),
     };
-    let mut layers: Vec<FloatLayer> = Vec::new();
-    let mut current = input.to_string();
+    let mut consumers: HashMap<&str, usize> = HashMap::new();
+    for n in graph.node.iter().filter(|n| n.op_type != "Shape") {
+        for i in &n.input {
+            *consumers.entry(i.as_str()).or_default() += 1;
+        }
+    }
     let final_outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-    while let Some(node) = r.consumer(&current)? {
+    let readers = |name: &str| consumers.get(name).copied().unwrap_or(0);
+    let mut b = Builder {
+        nodes: Vec::new(),
+        kinds: Vec::new(),
+        readers: Vec::new(),
+        writer: Vec::new(),
+    };
+    let mut value_of: HashMap<String, usize> = HashMap::new();
+    value_of.insert(input.to_string(), b.value(Kind::Image, readers(input)));
+    for node in &graph.node {
+        let data: Vec<usize> = node
+            .input
+            .iter()
+            .filter_map(|i| value_of.get(i).copied())
+            .collect();
+        // Constants and shape arithmetic never touch the image.
+        if data.is_empty() || node.op_type == "Shape" {
+            continue;
+        }
         let out = node.output.first().cloned().unwrap_or_default();
         let what = || format!("node {:?} ({})", node.name, node.op_type);
-        match node.op_type.as_str() {
-            "Conv" => layers.push(r.conv(node).map_err(|e| format!("{}: {e}", what()))?),
-            "BatchNormalization" => {
-                fold_batch_norm(&r, node, &mut layers).map_err(|e| format!("{}: {e}", what()))?
+        let step = r
+            .node(&mut b, node, &data, &out, readers(&out), &final_outputs)
+            .map_err(|e| format!("{}: {e}", what()))?;
+        match step {
+            Step::New(v) => {
+                value_of.insert(out, v);
             }
-            "Relu" => fuse(
-                &mut layers,
-                Act {
-                    lo: 0.0,
-                    hi: f32::INFINITY,
-                },
-                &out,
-            )
-            .map_err(|e| format!("{}: {e}", what()))?,
-            "Clip" => {
-                let act = r
-                    .clip_bounds(node)
-                    .map_err(|e| format!("{}: {e}", what()))?;
-                fuse(&mut layers, act, &out).map_err(|e| format!("{}: {e}", what()))?
-            }
-            "MaxPool" | "AveragePool" | "GlobalAveragePool" => {
-                layers.push(r.pool(node).map_err(|e| format!("{}: {e}", what()))?)
-            }
-            "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Transpose" => {
-                let flattened = layers
-                    .iter()
-                    .any(|l| matches!(l, FloatLayer::Flatten { .. } | FloatLayer::Dense { .. }));
-                if node.op_type == "Transpose" && !layers.is_empty() {
-                    // Channels last, then a flatten: the order the firmware keeps anyway.
-                    if attr_ints(node, "perm").as_deref() == Some(&[0, 2, 3, 1][..]) && !flattened {
-                        layers.push(FloatLayer::Flatten {
-                            channels_last: true,
-                        });
-                        current = out;
-                        continue;
-                    }
-                    return Err(format!(
-                        "{}: a transpose after the first layer changes the memory layout",
-                        what()
-                    ));
-                }
-                // Before the first layer these only re-label a 28×28×1 image; after a conv they
-                // flatten it.
-                if layers
-                    .iter()
-                    .any(|l| matches!(l, FloatLayer::Conv { .. } | FloatLayer::Pool { .. }))
-                    && !flattened
-                {
-                    layers.push(FloatLayer::Flatten {
-                        channels_last: false,
-                    });
-                }
-            }
-            "Gemm" => layers.push(
-                r.gemm(node, &current)
-                    .map_err(|e| format!("{}: {e}", what()))?,
-            ),
-            "MatMul" => layers.push(
-                r.matmul(node, &current)
-                    .map_err(|e| format!("{}: {e}", what()))?,
-            ),
-            "Add" => r
-                .add_bias(node, &current, &mut layers)
-                .map_err(|e| format!("{}: {e}", what()))?,
-            "Dropout" | "Identity" | "Cast" => {}
-            "Softmax" | "LogSoftmax" if final_outputs.contains(&out.as_str()) => {}
-            other => {
-                return Err(format!(
-                    "{}: operator {other} is not supported by Ember's int8 firmware",
-                    what()
-                ))
+            Step::Same(v) => {
+                // The value keeps its readers, but now through this name.
+                b.readers[v] = b.readers[v] - 1 + readers(&out);
+                value_of.insert(out, v);
             }
         }
-        if let Some(FloatLayer::Conv { output, .. } | FloatLayer::Dense { output, .. }) =
-            layers.last_mut()
-        {
-            if matches!(
-                node.op_type.as_str(),
-                "Conv" | "Gemm" | "MatMul" | "Add" | "BatchNormalization"
-            ) {
-                *output = out.clone();
-            }
-        }
-        current = out;
     }
-    if !layers
+    let output = final_outputs
+        .first()
+        .and_then(|o| value_of.get(*o).copied())
+        .ok_or("the graph's output does not depend on its input")?;
+    if !b
+        .nodes
         .iter()
-        .any(|l| matches!(l, FloatLayer::Dense { .. } | FloatLayer::Conv { .. }))
+        .any(|n| matches!(n.op, FloatOp::Dense { .. } | FloatOp::Conv { .. }))
     {
         return Err("the graph has no Conv, Gemm or MatMul layer".into());
     }
-    Ok(Chain {
-        layers,
+    Ok(FloatGraph {
+        nodes: b.nodes,
+        output,
         input: input.to_string(),
     })
 }
 
-fn fuse(layers: &mut [FloatLayer], act: Act, out: &str) -> Result<(), String> {
-    // Max pooling commutes with a monotonic clamp, so a ReLU after it still fuses backwards.
-    for layer in layers.iter_mut().rev() {
-        match layer {
-            FloatLayer::Conv { act: a, output, .. } | FloatLayer::Dense { act: a, output, .. } => {
-                *a = Act {
-                    lo: a.lo.max(act.lo),
-                    hi: a.hi.min(act.hi),
-                };
-                *output = out.to_string();
-                return Ok(());
-            }
-            FloatLayer::Pool { average: false, .. } | FloatLayer::Flatten { .. } => continue,
-            FloatLayer::Pool { .. } => break,
-        }
-    }
-    Err("an activation must follow a Conv, Gemm or MatMul (through max pools only)".into())
+/// What an ONNX node became: a new value, or the value it read (fused, folded or dropped).
+enum Step {
+    New(usize),
+    Same(usize),
 }
 
-fn fold_batch_norm(r: &Reader, node: &NodeProto, layers: &mut [FloatLayer]) -> Result<(), String> {
-    let Some(FloatLayer::Conv {
-        weights,
-        bias,
-        out_c,
-        act,
-        ..
-    }) = layers.last_mut()
-    else {
-        return Err("BatchNormalization must directly follow a Conv to be folded".into());
+/// The layer writing `v` now ends at ONNX tensor `out` (a bias or a BatchNorm folded into it).
+fn recalibrate(b: &mut Builder, v: usize, out: &str) {
+    if let Some(node) = b.sole_writer(v) {
+        node.calibrate = out.to_string();
+    }
+}
+
+/// Narrows the activation of the layer writing `v` to `act`. A max pool commutes with a
+/// monotonic clamp, so the clamp still goes to the layer before it.
+fn fuse(b: &mut Builder, v: usize, act: Act, out: &str) -> Result<(), String> {
+    let narrow = |a: &mut Act| {
+        *a = Act {
+            lo: a.lo.max(act.lo),
+            hi: a.hi.min(act.hi),
+        }
+    };
+    let mut v = v;
+    loop {
+        let Some(node) = b.sole_writer(v) else {
+            return Err(
+                "an activation must follow a Conv, Gemm, MatMul or Add that nothing else reads"
+                    .into(),
+            );
+        };
+        match &mut node.op {
+            FloatOp::Conv { act, .. } | FloatOp::Dense { act, .. } | FloatOp::Add { act } => {
+                narrow(act);
+                node.calibrate = out.to_string();
+                return Ok(());
+            }
+            FloatOp::Pool { average: false, .. } | FloatOp::Flatten { .. } => v = node.inputs[0],
+            FloatOp::Pool { act, .. } => {
+                narrow(act);
+                return Ok(());
+            }
+            FloatOp::Concat => {
+                return Err("an activation after a Concat is not supported".into());
+            }
+        }
+    }
+}
+
+fn fold_batch_norm(
+    r: &Reader,
+    node: &NodeProto,
+    writer: Option<&mut FloatNode>,
+) -> Result<(), String> {
+    let Some((weights, bias, act)) = writer.and_then(|n| match &mut n.op {
+        FloatOp::Conv {
+            weights, bias, act, ..
+        }
+        | FloatOp::Dense {
+            weights, bias, act, ..
+        } => Some((weights, bias, act)),
+        _ => None,
+    }) else {
+        return Err(
+            "BatchNormalization must directly follow a Conv or Gemm that nothing else reads".into(),
+        );
     };
     if *act != Act::NONE {
         return Err("BatchNormalization after an activation cannot be folded".into());
     }
+    let out_c = bias.len();
     let get = |i: usize| {
         r.constant(node.input.get(i).map(String::as_str).unwrap_or(""))
             .map(|(_, v)| v)
     };
     let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
     let eps = attr_f(node, "epsilon").unwrap_or(1e-5);
-    let per = weights.len() / *out_c;
-    for c in 0..*out_c {
+    if [&gamma, &beta, &mean, &var]
+        .iter()
+        .any(|v| v.len() != out_c)
+    {
+        return Err(format!(
+            "its parameters are not one per each of {out_c} channels"
+        ));
+    }
+    let per = weights.len() / out_c;
+    for c in 0..out_c {
         let k = gamma[c] / (var[c] + eps).sqrt();
         weights[c * per..(c + 1) * per]
             .iter_mut()
@@ -268,21 +387,110 @@ fn fold_batch_norm(r: &Reader, node: &NodeProto, layers: &mut [FloatLayer]) -> R
 }
 
 impl<'g> Reader<'g> {
-    /// The one node reading `tensor` as data (`Shape` only reads its dimensions).
-    fn consumer(&self, tensor: &str) -> Result<Option<&'g NodeProto>, String> {
-        let readers: Vec<&NodeProto> = self
-            .graph
-            .node
-            .iter()
-            .filter(|n| n.op_type != "Shape" && n.input.iter().any(|i| i == tensor))
-            .collect();
-        match readers.len() {
-            0 | 1 => Ok(readers.first().copied()),
-            _ => Err(format!(
-                "tensor {tensor:?} feeds {} nodes: only a chain of layers is supported",
-                readers.len()
-            )),
-        }
+    /// Reads one ONNX node whose data inputs are the values `data`.
+    fn node(
+        &self,
+        b: &mut Builder,
+        node: &NodeProto,
+        data: &[usize],
+        out: &str,
+        readers: usize,
+        final_outputs: &[&str],
+    ) -> Result<Step, String> {
+        let v = data[0];
+        let new = |b: &mut Builder, op: FloatOp, inputs: Vec<usize>| {
+            Step::New(b.push(op, inputs, out, readers))
+        };
+        let op = node.op_type.as_str();
+        Ok(match op {
+            "Conv" => new(b, self.conv(node)?, vec![v]),
+            "BatchNormalization" => {
+                fold_batch_norm(self, node, b.sole_writer(v))?;
+                recalibrate(b, v, out);
+                Step::Same(v)
+            }
+            "Relu" => {
+                fuse(b, v, Act::RELU, out)?;
+                Step::Same(v)
+            }
+            "Clip" => {
+                fuse(b, v, self.clip_bounds(node)?, out)?;
+                Step::Same(v)
+            }
+            "MaxPool" | "AveragePool" | "GlobalAveragePool" => new(b, self.pool(node)?, vec![v]),
+            "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" | "Transpose" => {
+                match (b.kinds[v], op) {
+                    // Before the first layer these only re-label the image.
+                    (Kind::Image, _) | (Kind::Flat, "Reshape" | "Flatten" | "Squeeze") => {
+                        Step::Same(v)
+                    }
+                    (Kind::Spatial, "Transpose") => {
+                        if attr_ints(node, "perm").as_deref() != Some(&[0, 2, 3, 1][..]) {
+                            return Err(
+                                "a transpose after the first layer changes the memory layout"
+                                    .into(),
+                            );
+                        }
+                        // Channels last, then a flatten: the order the firmware keeps anyway.
+                        let flat = FloatOp::Flatten {
+                            channels_last: true,
+                        };
+                        new(b, flat, vec![v])
+                    }
+                    (Kind::Spatial, _) => {
+                        let flat = FloatOp::Flatten {
+                            channels_last: false,
+                        };
+                        new(b, flat, vec![v])
+                    }
+                    (Kind::Flat, _) => {
+                        return Err("this reshape of a vector is not supported".into());
+                    }
+                }
+            }
+            "Gemm" => new(b, self.gemm(node, &node.input[0])?, vec![v]),
+            "MatMul" => new(b, self.matmul(node, &node.input[0])?, vec![v]),
+            "Add" if data.len() == 2 => new(b, FloatOp::Add { act: Act::NONE }, data.to_vec()),
+            "Add" => {
+                let data_name = node.input.iter().find(|i| self.constant(i).is_err());
+                let bias = self
+                    .constant(self.other(node, data_name.map_or("", |s| s))?)?
+                    .1;
+                add_bias(b.sole_writer(v), &bias)?;
+                recalibrate(b, v, out);
+                Step::Same(v)
+            }
+            "Concat" => {
+                let axis = attr_i(node, "axis").unwrap_or(0);
+                if axis != 1 && axis != -3 {
+                    return Err(format!(
+                        "only a concat on channels (axis 1) is supported, not axis {axis}"
+                    ));
+                }
+                if data.len() != node.input.len() {
+                    return Err("every input of a Concat must be a computed tensor".into());
+                }
+                if data.len() > firmware::kernels::MAX_PARTS {
+                    return Err(format!(
+                        "a Concat of more than {} tensors is not supported",
+                        firmware::kernels::MAX_PARTS
+                    ));
+                }
+                new(b, FloatOp::Concat, data.to_vec())
+            }
+            "Dropout" | "Identity" | "Cast" => Step::Same(v),
+            "Softmax" | "LogSoftmax" if final_outputs.contains(&out) => Step::Same(v),
+            other if OPS.contains(&other) => {
+                return Err(format!(
+                    "this use of {other} is not supported by Ember's int8 firmware"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "operator {other} is not supported by Ember's int8 firmware"
+                ))
+            }
+        })
     }
 
     /// The value of a constant tensor: an initializer, a Constant node, or a reshape of one.
@@ -312,37 +520,44 @@ impl<'g> Reader<'g> {
         }
     }
 
-    fn conv(&self, node: &NodeProto) -> Result<FloatLayer, String> {
+    fn conv(&self, node: &NodeProto) -> Result<FloatOp, String> {
         let (dims, weights) = self.constant(&node.input[1])?;
         if dims.len() != 4 {
             return Err("only 2-D convolutions are supported".into());
         }
-        if attr_i(node, "group").unwrap_or(1) != 1 {
-            return Err("grouped convolutions are not supported".into());
-        }
-        if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-            return Err("dilated convolutions are not supported".into());
-        }
+        let groups = attr_i(node, "group").unwrap_or(1);
         let out_c = dims[0] as usize;
+        if groups < 1 || out_c % groups as usize != 0 {
+            return Err(format!(
+                "group {groups} does not divide {out_c} output channels"
+            ));
+        }
+        let dilation = match attr_ints(node, "dilations").as_deref() {
+            None => (1, 1),
+            Some([h, w]) if *h >= 1 && *w >= 1 => (*h as usize, *w as usize),
+            Some(d) => return Err(format!("dilations {d:?} are not two positive numbers")),
+        };
         let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
             Some(b) => self.constant(b)?.1,
             None => vec![0.0; out_c],
         };
         let kernel = (dims[2] as usize, dims[3] as usize);
-        let (stride, pad, _) = window(node, kernel)?;
-        Ok(FloatLayer::Conv {
+        let (stride, pad, pad_end) = window(node, kernel)?;
+        Ok(FloatOp::Conv {
             weights,
             bias,
             out_c,
+            groups: groups as usize,
             kernel,
             stride,
             pad,
+            pad_end,
+            dilation,
             act: Act::NONE,
-            output: String::new(),
         })
     }
 
-    fn pool(&self, node: &NodeProto) -> Result<FloatLayer, String> {
+    fn pool(&self, node: &NodeProto) -> Result<FloatOp, String> {
         let global = node.op_type == "GlobalAveragePool";
         let kernel = match attr_ints(node, "kernel_shape") {
             Some(k) if k.len() == 2 => (k[0] as usize, k[1] as usize),
@@ -357,7 +572,7 @@ impl<'g> Reader<'g> {
         } else {
             window(node, kernel)?
         };
-        Ok(FloatLayer::Pool {
+        Ok(FloatOp::Pool {
             average: node.op_type != "MaxPool",
             kernel,
             stride,
@@ -390,7 +605,7 @@ impl<'g> Reader<'g> {
             .ok_or_else(|| "both inputs are the data".into())
     }
 
-    fn gemm(&self, node: &NodeProto, data: &str) -> Result<FloatLayer, String> {
+    fn gemm(&self, node: &NodeProto, data: &str) -> Result<FloatOp, String> {
         if node.input.first().map(String::as_str) != Some(data)
             || attr_i(node, "transA").unwrap_or(0) != 0
         {
@@ -423,17 +638,16 @@ impl<'g> Reader<'g> {
                 bias.len()
             ));
         }
-        Ok(FloatLayer::Dense {
+        Ok(FloatOp::Dense {
             weights,
             bias,
             inputs,
             outputs,
             act: Act::NONE,
-            output: String::new(),
         })
     }
 
-    fn matmul(&self, node: &NodeProto, data: &str) -> Result<FloatLayer, String> {
+    fn matmul(&self, node: &NodeProto, data: &str) -> Result<FloatOp, String> {
         if node.input.first().map(String::as_str) != Some(data) {
             return Err("only MatMul(x, W) with a constant W is supported".into());
         }
@@ -442,33 +656,30 @@ impl<'g> Reader<'g> {
             return Err("the weight of MatMul must be a matrix".into());
         }
         let (inputs, outputs) = (dims[0] as usize, dims[1] as usize);
-        Ok(FloatLayer::Dense {
+        Ok(FloatOp::Dense {
             weights: transpose(&w, inputs, outputs),
             bias: vec![0.0; outputs],
             inputs,
             outputs,
             act: Act::NONE,
-            output: String::new(),
         })
     }
+}
 
-    fn add_bias(
-        &self,
-        node: &NodeProto,
-        data: &str,
-        layers: &mut [FloatLayer],
-    ) -> Result<(), String> {
-        let (_, b) = self.constant(self.other(node, data)?)?;
-        match layers.last_mut() {
-            Some(FloatLayer::Dense { bias, act, .. })
-            | Some(FloatLayer::Conv { bias, act, .. })
-                if *act == Act::NONE && b.len() == bias.len() =>
-            {
-                bias.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                Ok(())
-            }
-            _ => Err("Add is supported only as the bias of the Conv/MatMul right before it".into()),
+/// Adds a constant `b` to the bias of the layer writing the value (a Linear exported as MatMul
+/// + Add).
+fn add_bias(writer: Option<&mut FloatNode>, b: &[f32]) -> Result<(), String> {
+    match writer.map(|n| &mut n.op) {
+        Some(FloatOp::Dense { bias, act, .. }) | Some(FloatOp::Conv { bias, act, .. })
+            if *act == Act::NONE && b.len() == bias.len() =>
+        {
+            bias.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            Ok(())
         }
+        _ => Err(
+            "an Add of a constant is supported only as the bias of the Conv/MatMul right before it"
+                .into(),
+        ),
     }
 }
 

@@ -8,12 +8,14 @@ pub mod codegen;
 pub mod graph;
 
 use firmware::requant::quantize_multiplier;
-use firmware::{Conv, FullyConnected, Layer, Model, Pool, PoolKind, Shape};
+use firmware::{Conv, Edge, FullyConnected, Layer, Model, Pool, PoolKind, Shape};
 use mnist::{Dataset, PIXELS};
+use std::collections::HashMap;
+
 use tract_onnx::prelude::*;
 
 use crate::classifier::{one_line, Classifier};
-use graph::{Act, FloatLayer};
+use graph::{Act, FloatOp};
 
 /// Per-tensor affine quantization: `real = (q - zero_point) · scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,186 +56,160 @@ impl QParams {
     }
 }
 
-/// An owned int8 layer (the firmware's layer types borrow from these).
+/// A layer's arrays, owned (the firmware's layer types borrow them).
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    /// int8 weights, in the firmware's order.
+    pub weights: Vec<i8>,
+    /// int32 bias per output channel.
+    pub bias: Vec<i32>,
+    /// Q31 multipliers per output channel.
+    pub multiplier: Vec<i32>,
+    /// Shifts per output channel.
+    pub shift: Vec<i8>,
+    /// A Concat's inputs.
+    pub parts: Vec<firmware::ConcatPart>,
+}
+
+/// An int8 layer that owns its arrays: the firmware's type with empty slices, and the arrays.
 #[derive(Debug, Clone)]
-pub enum QLayer {
-    /// Convolution.
-    Conv {
-        /// Geometry and quantization (slices empty; see `weights` etc.).
-        spec: ConvSpec,
-        /// `[oc][kh][kw][ic]`.
-        weights: Vec<i8>,
-        /// int32 bias.
-        bias: Vec<i32>,
-        /// Q31 multipliers.
-        multiplier: Vec<i32>,
-        /// Shifts.
-        shift: Vec<i8>,
-    },
-    /// Pooling.
-    Pool(Pool),
-    /// Fully connected.
-    Dense {
-        /// Geometry and quantization.
-        spec: DenseSpec,
-        /// `[out][in]` with inputs in HWC order.
-        weights: Vec<i8>,
-        /// int32 bias.
-        bias: Vec<i32>,
-        /// Q31 multipliers.
-        multiplier: Vec<i32>,
-        /// Shifts.
-        shift: Vec<i8>,
-    },
+pub struct QLayer {
+    /// The layer, its slices empty.
+    pub layer: Layer<'static>,
+    /// Its arrays.
+    pub params: Params,
+    /// Tensors read.
+    pub inputs: Vec<u16>,
+    /// A name for reports.
+    pub name: String,
 }
 
-/// Convolution geometry and zero points.
-#[derive(Debug, Clone, Copy)]
-pub struct ConvSpec {
-    /// Input shape.
-    pub input: Shape,
-    /// Output shape.
-    pub output: Shape,
-    /// Kernel.
-    pub kernel: (u8, u8),
-    /// Stride.
-    pub stride: (u8, u8),
-    /// Padding before.
-    pub padding: (u8, u8),
-    /// Input zero point.
-    pub input_zero_point: i8,
-    /// Output zero point.
-    pub output_zero_point: i8,
-    /// Clamp low.
-    pub act_min: i8,
-    /// Clamp high.
-    pub act_max: i8,
+impl QLayer {
+    /// The firmware's view, borrowing the arrays.
+    pub fn view(&self) -> Layer<'_> {
+        let p = &self.params;
+        match self.layer {
+            Layer::Conv(c) => Layer::Conv(Conv {
+                weights: &p.weights,
+                bias: &p.bias,
+                multiplier: &p.multiplier,
+                shift: &p.shift,
+                ..c
+            }),
+            Layer::FullyConnected(f) => Layer::FullyConnected(FullyConnected {
+                weights: &p.weights,
+                bias: &p.bias,
+                multiplier: &p.multiplier,
+                shift: &p.shift,
+                ..f
+            }),
+            Layer::Concat(c) => Layer::Concat(firmware::Concat {
+                parts: &p.parts,
+                ..c
+            }),
+            other => other,
+        }
+    }
 }
 
-/// Fully connected geometry and zero points.
-#[derive(Debug, Clone, Copy)]
-pub struct DenseSpec {
-    /// Inputs.
-    pub inputs: u16,
-    /// Outputs.
-    pub outputs: u16,
-    /// Input zero point.
-    pub input_zero_point: i8,
-    /// Output zero point.
-    pub output_zero_point: i8,
-    /// Clamp low.
-    pub act_min: i8,
-    /// Clamp high.
-    pub act_max: i8,
-}
-
-/// A quantized model that owns its data.
+/// A quantized model that owns its data; tensor `i + 1` is layer `i`'s output.
 #[derive(Debug, Clone)]
 pub struct QuantModel {
-    /// Layers.
+    /// Layers in order.
     pub layers: Vec<QLayer>,
-    /// Input shape.
-    pub input: Shape,
+    /// Every tensor, with its planned offset ([`firmware::plan::greedy`]).
+    pub tensors: Vec<firmware::Tensor>,
+    /// Zero point of the input pixels.
+    pub input_zero_point: i8,
     /// Scale of the logits.
     pub output_scale: f32,
     /// Zero point of the logits.
     pub output_zero_point: i8,
-    /// Human-readable layer names, aligned with `layers`.
-    pub names: Vec<String>,
+    /// Bytes of arena the plan needs.
+    pub arena_bytes: usize,
+}
+
+/// The firmware's view of a [`QuantModel`]: its layers and edges, borrowed.
+pub struct View<'q> {
+    layers: Vec<Layer<'q>>,
+    edges: Vec<Edge<'q>>,
+    q: &'q QuantModel,
+}
+
+impl View<'_> {
+    /// The firmware model.
+    pub fn model(&self) -> Model<'_> {
+        Model {
+            layers: &self.layers,
+            edges: &self.edges,
+            tensors: &self.q.tensors,
+            input_zero_point: self.q.input_zero_point,
+            output_scale: self.q.output_scale,
+            output_zero_point: self.q.output_zero_point,
+            arena_bytes: self.q.arena_bytes,
+        }
+    }
 }
 
 impl QuantModel {
-    /// The firmware's view of layer `i`.
-    pub fn layer(&self, i: usize) -> Layer<'_> {
-        match &self.layers[i] {
-            QLayer::Conv {
-                spec: s,
-                weights,
-                bias,
-                multiplier,
-                shift,
-            } => Layer::Conv(Conv {
-                input: s.input,
-                output: s.output,
-                kernel: s.kernel,
-                stride: s.stride,
-                padding: s.padding,
-                weights,
-                bias,
-                multiplier,
-                shift,
-                input_zero_point: s.input_zero_point,
-                output_zero_point: s.output_zero_point,
-                act_min: s.act_min,
-                act_max: s.act_max,
-            }),
-            QLayer::Pool(p) => Layer::Pool(*p),
-            QLayer::Dense {
-                spec: s,
-                weights,
-                bias,
-                multiplier,
-                shift,
-            } => Layer::FullyConnected(FullyConnected {
-                inputs: s.inputs,
-                outputs: s.outputs,
-                weights,
-                bias,
-                multiplier,
-                shift,
-                input_zero_point: s.input_zero_point,
-                output_zero_point: s.output_zero_point,
-                act_min: s.act_min,
-                act_max: s.act_max,
-            }),
+    /// The firmware's view, for [`View::model`].
+    pub fn view(&self) -> View<'_> {
+        View {
+            layers: self.layers.iter().map(QLayer::view).collect(),
+            edges: self
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Edge {
+                    inputs: &l.inputs,
+                    output: i as u16 + 1,
+                })
+                .collect(),
+            q: self,
         }
     }
 
-    /// All layers as the firmware sees them.
-    pub fn firmware_layers(&self) -> Vec<Layer<'_>> {
-        (0..self.layers.len()).map(|i| self.layer(i)).collect()
-    }
-
-    /// The firmware model over `layers` (from [`Self::firmware_layers`]).
-    pub fn firmware_model<'a>(&self, layers: &'a [Layer<'a>]) -> Model<'a> {
-        let mut model = Model {
-            layers,
-            input: self.input,
-            input_zero_point: -128,
-            output_scale: self.output_scale,
-            output_zero_point: self.output_zero_point,
-            arena_bytes: 0,
-        };
-        model.arena_bytes = model.arena_needed();
-        model
+    /// Layer names, for reports.
+    pub fn names(&self) -> Vec<&str> {
+        self.layers.iter().map(|l| l.name.as_str()).collect()
     }
 
     /// Bytes of weights, biases, multipliers and shifts (what goes to flash).
     pub fn weight_bytes(&self) -> usize {
-        self.firmware_layers()
-            .iter()
-            .map(|l| l.weight_bytes())
-            .sum()
+        self.layers.iter().map(|l| l.view().weight_bytes()).sum()
+    }
+
+    /// Bytes of every activation tensor together: what an arena without a plan would take.
+    pub fn activation_bytes(&self) -> usize {
+        self.tensors.iter().map(|t| t.shape.len()).sum()
+    }
+
+    /// Gives every tensor its offset in one arena ([`firmware::plan::greedy`]).
+    fn plan(&mut self) {
+        let view = self.view();
+        let mut offsets = vec![0u32; self.tensors.len()];
+        let arena = firmware::plan::greedy(&view.model(), &mut offsets);
+        drop(view);
+        for (t, o) in self.tensors.iter_mut().zip(offsets) {
+            t.offset = o;
+        }
+        self.arena_bytes = arena;
     }
 }
 
 /// Runs the int8 model on every image of `ds` through the firmware kernels; returns the int8
 /// logits, 10 per image.
-pub fn simulate(q: &QuantModel, ds: &Dataset) -> Vec<[i8; 10]> {
-    let layers = q.firmware_layers();
-    let model = q.firmware_model(&layers);
+pub fn simulate(q: &QuantModel, ds: &Dataset) -> Result<Vec<[i8; 10]>, firmware::Error> {
+    let view = q.view();
+    let model = view.model();
     let mut arena = vec![0i8; model.arena_bytes];
     (0..ds.len())
-        .map(|i| {
-            firmware::run(&model, ds.image(i), &mut arena)
-                .map(|o| o.logits)
-                .unwrap_or([0; 10])
-        })
+        .map(|i| firmware::run(&model, ds.image(i), &mut arena).map(|o| o.logits))
         .collect()
 }
 
 /// The classifier's graph read as the int8 compiler reads it.
-fn chain(c: &Classifier) -> Result<graph::Chain, String> {
+fn read_graph(c: &Classifier) -> Result<graph::FloatGraph, String> {
     let graph = c.proto.graph.as_ref().ok_or("no graph")?;
     let input_name = graph
         .input
@@ -245,7 +221,7 @@ fn chain(c: &Classifier) -> Result<graph::Chain, String> {
 
 /// Why the int8 compiler refuses the classifier (naming the node and operator), if it does.
 pub fn refusal(c: &Classifier) -> Option<String> {
-    crate::contain::contain(|| chain(c))
+    crate::contain::contain(|| read_graph(c))
         .map_err(|panic| format!("the quantizer failed on it: {panic}"))
         .and_then(|r| r)
         .err()
@@ -257,178 +233,428 @@ pub fn quantize(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
         .map_err(|panic| format!("the quantizer failed on it: {panic}"))?
 }
 
+/// A value of the float graph as the int8 model holds it.
+#[derive(Debug, Clone, Copy)]
+struct Value {
+    /// The firmware tensor.
+    tensor: u16,
+    shape: Shape,
+    q: QParams,
+    /// For a vector flattened from a CHW tensor: that tensor's shape (the next dense layer's
+    /// weights are permuted to the firmware's HWC order).
+    chw: Option<Shape>,
+}
+
 fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
-    let chain = chain(c)?;
-    let ranges = calibrate(c, &chain.layers, calib)?;
-    let mut shape = Shape { h: 28, w: 28, c: 1 };
-    let mut flat: Option<Shape> = None; // the HWC shape before the flatten, for permuting weights
-    let zp_in = (-128.0 - c.input.offset / c.input.scale)
+    let graph = read_graph(c)?;
+    let ranges = calibrate(c, &graph.nodes, calib)?;
+    let input_zero_point = (-128.0 - c.input.offset / c.input.scale)
         .round()
         .clamp(-128.0, 127.0) as i8;
-    let mut qin = QParams {
-        scale: c.input.scale,
-        zero_point: zp_in,
+    let image = Shape { h: 28, w: 28, c: 1 };
+    let mut values: Vec<Option<Value>> = vec![None; graph.nodes.len() + 1];
+    values[0] = Some(Value {
+        tensor: 0,
+        shape: image,
+        q: QParams {
+            scale: c.input.scale,
+            zero_point: input_zero_point,
+        },
+        chw: None,
+    });
+    let mut q = QuantModel {
+        layers: Vec::new(),
+        tensors: vec![firmware::Tensor {
+            shape: image,
+            offset: 0,
+        }],
+        input_zero_point,
+        output_scale: 0.0,
+        output_zero_point: 0,
+        arena_bytes: 0,
     };
-    let (mut layers, mut names, mut next_range) = (Vec::new(), Vec::new(), ranges.into_iter());
-    for layer in &chain.layers {
-        match layer {
-            FloatLayer::Conv {
-                weights,
-                bias,
-                out_c,
-                kernel,
-                stride,
-                pad,
-                act,
-                ..
-            } => {
-                let (lo, hi) = next_range.next().ok_or("missing calibration")?;
-                let qout = QParams::from_range(lo.max(act.lo), hi.min(act.hi));
-                let out = Shape {
-                    h: out_side(shape.h, kernel.0, stride.0, pad.0, pad.0, false)?,
-                    w: out_side(shape.w, kernel.1, stride.1, pad.1, pad.1, false)?,
-                    c: *out_c as u16,
-                };
-                let ic = shape.c as usize;
-                if weights.len() != out_c * ic * kernel.0 * kernel.1 {
-                    return Err(format!("conv weights do not match {ic} input channels"));
-                }
-                // ONNX [oc][ic][kh][kw] → firmware [oc][kh][kw][ic].
-                let hwc: Vec<f32> = (0..*out_c)
-                    .flat_map(|o| {
-                        (0..kernel.0).flat_map(move |y| {
-                            (0..kernel.1).flat_map(move |x| {
-                                (0..ic).map(move |i| ((o * ic + i) * kernel.0 + y) * kernel.1 + x)
-                            })
-                        })
-                    })
-                    .map(|i| weights[i])
-                    .collect();
-                let (w, b, m, s) = quantize_weights(&hwc, bias, *out_c, qin, qout);
-                let (act_min, act_max) = qout.clamp(*act);
-                names.push(format!("conv {}→{} {}×{}", ic, out_c, kernel.0, kernel.1));
-                let spec = ConvSpec {
-                    input: shape,
-                    output: out,
-                    kernel: (kernel.0 as u8, kernel.1 as u8),
-                    stride: (stride.0 as u8, stride.1 as u8),
-                    padding: (pad.0 as u8, pad.1 as u8),
-                    input_zero_point: qin.zero_point,
-                    output_zero_point: qout.zero_point,
-                    act_min,
-                    act_max,
-                };
-                layers.push(QLayer::Conv {
-                    spec,
-                    weights: w,
-                    bias: b,
-                    multiplier: m,
-                    shift: s,
-                });
-                (shape, qin) = (out, qout);
-            }
-            FloatLayer::Pool {
-                average,
-                kernel,
-                stride,
-                pad,
-                pad_end,
-                ceil,
-                act,
-            } => {
-                let kernel = if kernel.0 == 0 {
-                    (shape.h as usize, shape.w as usize)
-                } else {
-                    *kernel
-                };
-                let out = Shape {
-                    h: out_side(shape.h, kernel.0, stride.0, pad.0, pad_end.0, *ceil)?,
-                    w: out_side(shape.w, kernel.1, stride.1, pad.1, pad_end.1, *ceil)?,
-                    c: shape.c,
-                };
-                let (act_min, act_max) = qin.clamp(*act);
-                names.push(format!(
-                    "{} {}×{}",
-                    if *average { "avgpool" } else { "maxpool" },
-                    kernel.0,
-                    kernel.1
-                ));
-                layers.push(QLayer::Pool(Pool {
-                    kind: if *average {
-                        PoolKind::Average
-                    } else {
-                        PoolKind::Max
-                    },
-                    input: shape,
-                    output: out,
-                    kernel: (kernel.0 as u8, kernel.1 as u8),
-                    stride: (stride.0 as u8, stride.1 as u8),
-                    padding: (pad.0 as u8, pad.1 as u8),
-                    act_min,
-                    act_max,
-                }));
-                shape = out;
-            }
-            FloatLayer::Flatten { channels_last } => flat = (!channels_last).then_some(shape),
-            FloatLayer::Dense {
-                weights,
-                bias,
-                inputs,
-                outputs,
-                act,
-                ..
-            } => {
-                let (lo, hi) = next_range.next().ok_or("missing calibration")?;
-                let qout = QParams::from_range(lo.max(act.lo), hi.min(act.hi));
-                if *inputs != shape.len() {
-                    return Err(format!(
-                        "a dense layer takes {inputs} inputs but receives {}",
-                        shape.len()
-                    ));
-                }
-                let permuted = permute_to_hwc(weights, *inputs, *outputs, flat.take());
-                let (w, b, m, s) = quantize_weights(&permuted, bias, *outputs, qin, qout);
-                let (act_min, act_max) = qout.clamp(*act);
-                names.push(format!("dense {inputs}→{outputs}"));
-                let spec = DenseSpec {
-                    inputs: *inputs as u16,
-                    outputs: *outputs as u16,
-                    input_zero_point: qin.zero_point,
-                    output_zero_point: qout.zero_point,
-                    act_min,
-                    act_max,
-                };
-                layers.push(QLayer::Dense {
-                    spec,
-                    weights: w,
-                    bias: b,
-                    multiplier: m,
-                    shift: s,
-                });
-                (shape, qin) = (
-                    Shape {
-                        h: 1,
-                        w: 1,
-                        c: *outputs as u16,
-                    },
-                    qout,
-                );
-            }
+    for node in &graph.nodes {
+        let inputs: Vec<Value> = node
+            .inputs
+            .iter()
+            .map(|&v| {
+                values
+                    .get(v)
+                    .copied()
+                    .flatten()
+                    .ok_or("a layer reads a value never written")
+            })
+            .collect::<Result<_, _>>()?;
+        let range = ranges.get(&node.calibrate).copied();
+        let out = lower(node, &inputs, range, q.tensors.len() as u16)?;
+        if let Some(layer) = out.layer {
+            q.tensors.push(firmware::Tensor {
+                shape: out.value.shape,
+                offset: 0,
+            });
+            q.layers.push(layer);
         }
+        if values.len() <= node.output {
+            values.resize(node.output + 1, None);
+        }
+        values[node.output] = Some(out.value);
     }
-    if shape.len() != 10 {
+    let last = values
+        .get(graph.output)
+        .copied()
+        .flatten()
+        .ok_or("the graph's output is not computed")?;
+    if last.shape.len() != 10 {
         return Err(format!(
             "the network ends in {} values, not 10 scores",
-            shape.len()
+            last.shape.len()
         ));
     }
-    Ok(QuantModel {
-        layers,
-        input: Shape { h: 28, w: 28, c: 1 },
-        output_scale: qin.scale,
-        output_zero_point: qin.zero_point,
-        names,
+    if last.tensor as usize != q.layers.len() {
+        return Err("the scores must be the last layer's output".into());
+    }
+    (q.output_scale, q.output_zero_point) = (last.q.scale, last.q.zero_point);
+    q.plan();
+    Ok(q)
+}
+
+/// What one float node becomes: a layer (none for a flatten) and the value it writes.
+struct Lowered {
+    layer: Option<QLayer>,
+    value: Value,
+}
+
+/// Quantizes one node reading `inputs`; `range` is its calibrated output range and `tensor`
+/// the index its output gets.
+fn lower(
+    node: &graph::FloatNode,
+    inputs: &[Value],
+    range: Option<(f32, f32)>,
+    tensor: u16,
+) -> Result<Lowered, String> {
+    let x = inputs[0];
+    let out_q = |act: Act| -> Result<QParams, String> {
+        let (lo, hi) = range.ok_or("missing calibration")?;
+        Ok(QParams::from_range(lo.max(act.lo), hi.min(act.hi)))
+    };
+    let layer =
+        |layer: Layer<'static>, params: Params, name: String, shape: Shape, q: QParams| Lowered {
+            layer: Some(QLayer {
+                layer,
+                params,
+                inputs: inputs.iter().map(|v| v.tensor).collect(),
+                name,
+            }),
+            value: Value {
+                tensor,
+                shape,
+                q,
+                chw: None,
+            },
+        };
+    Ok(match &node.op {
+        FloatOp::Conv { .. } => {
+            let qout = out_q(conv_act(&node.op))?;
+            let (conv, params, name) = lower_conv(&node.op, x, qout)?;
+            layer(Layer::Conv(conv), params, name, conv.output, qout)
+        }
+        FloatOp::Pool { .. } => {
+            let (pool, name) = lower_pool(&node.op, x)?;
+            layer(Layer::Pool(pool), Params::default(), name, pool.output, x.q)
+        }
+        FloatOp::Flatten { channels_last } => Lowered {
+            layer: None,
+            value: Value {
+                shape: Shape {
+                    h: 1,
+                    w: 1,
+                    c: x.shape.len() as u16,
+                },
+                chw: (!channels_last).then_some(x.shape),
+                ..x
+            },
+        },
+        FloatOp::Dense {
+            weights,
+            bias,
+            inputs: n_in,
+            outputs,
+            act,
+        } => {
+            let qout = out_q(*act)?;
+            if *n_in != x.shape.len() {
+                return Err(format!(
+                    "a dense layer takes {n_in} inputs but receives {}",
+                    x.shape.len()
+                ));
+            }
+            let permuted = permute_to_hwc(weights, *n_in, *outputs, x.chw);
+            let (w, b, m, s) = quantize_weights(&permuted, bias, *outputs, x.q, qout);
+            let (act_min, act_max) = qout.clamp(*act);
+            let fc = FullyConnected {
+                inputs: *n_in as u16,
+                outputs: *outputs as u16,
+                weights: &[],
+                bias: &[],
+                multiplier: &[],
+                shift: &[],
+                input_zero_point: x.q.zero_point,
+                output_zero_point: qout.zero_point,
+                act_min,
+                act_max,
+            };
+            let params = Params {
+                weights: w,
+                bias: b,
+                multiplier: m,
+                shift: s,
+                parts: Vec::new(),
+            };
+            let shape = Shape {
+                h: 1,
+                w: 1,
+                c: *outputs as u16,
+            };
+            layer(
+                Layer::FullyConnected(fc),
+                params,
+                format!("dense {n_in}→{outputs}"),
+                shape,
+                qout,
+            )
+        }
+        FloatOp::Add { act } => {
+            let qout = out_q(*act)?;
+            let y = inputs[1];
+            if x.shape != y.shape {
+                return Err(format!(
+                    "Add of a {:?} and a {:?} tensor: broadcasting is not supported",
+                    x.shape, y.shape
+                ));
+            }
+            let add = firmware::Add::from_scales(
+                x.shape,
+                [(x.q.scale, x.q.zero_point), (y.q.scale, y.q.zero_point)],
+                (qout.scale, qout.zero_point),
+                qout.clamp(*act),
+            );
+            layer(
+                Layer::Add(add),
+                Params::default(),
+                "add".into(),
+                x.shape,
+                qout,
+            )
+        }
+        FloatOp::Concat => {
+            let qout = out_q(Act::NONE)?;
+            if inputs
+                .iter()
+                .any(|v| (v.shape.h, v.shape.w) != (x.shape.h, x.shape.w))
+            {
+                return Err("Concat of tensors of different heights or widths".into());
+            }
+            let parts: Vec<firmware::ConcatPart> = inputs
+                .iter()
+                .map(|v| firmware::ConcatPart {
+                    channels: v.shape.c,
+                    rescale: firmware::Rescale::between(v.q.scale, v.q.zero_point, qout.scale),
+                })
+                .collect();
+            let channels: u16 = inputs.iter().map(|v| v.shape.c).sum();
+            let shape = Shape {
+                c: channels,
+                ..x.shape
+            };
+            let concat = firmware::Concat {
+                output: shape,
+                parts: &[],
+                output_zero_point: qout.zero_point,
+            };
+            let params = Params {
+                parts,
+                ..Params::default()
+            };
+            let name = format!("concat {}→{channels}", inputs.len());
+            layer(Layer::Concat(concat), params, name, shape, qout)
+        }
     })
+}
+
+fn conv_act(op: &FloatOp) -> Act {
+    match op {
+        FloatOp::Conv { act, .. } => *act,
+        _ => Act::NONE,
+    }
+}
+
+/// A convolution quantized: its layer (slices empty), its arrays and its name.
+fn lower_conv(
+    op: &FloatOp,
+    x: Value,
+    qout: QParams,
+) -> Result<(Conv<'static>, Params, String), String> {
+    let FloatOp::Conv {
+        weights,
+        bias,
+        out_c,
+        groups,
+        kernel,
+        stride,
+        pad,
+        pad_end,
+        dilation,
+        act,
+    } = op
+    else {
+        unreachable!("lower_conv takes a Conv")
+    };
+    let span = |k: usize, d: usize| (k - 1) * d + 1;
+    let out = Shape {
+        h: out_side(
+            x.shape.h,
+            span(kernel.0, dilation.0),
+            stride.0,
+            pad.0,
+            pad_end.0,
+            false,
+        )?,
+        w: out_side(
+            x.shape.w,
+            span(kernel.1, dilation.1),
+            stride.1,
+            pad.1,
+            pad_end.1,
+            false,
+        )?,
+        c: *out_c as u16,
+    };
+    let ic = x.shape.c as usize;
+    if ic % groups != 0 {
+        return Err(format!(
+            "group {groups} does not divide {ic} input channels"
+        ));
+    }
+    let gc = ic / groups;
+    if weights.len() != out_c * gc * kernel.0 * kernel.1 {
+        return Err(format!(
+            "conv weights do not match {ic} input channels in {groups} groups"
+        ));
+    }
+    // ONNX [oc][ic/g][kh][kw] → firmware [oc][kh][kw][ic/g].
+    let hwc: Vec<f32> = (0..*out_c)
+        .flat_map(|o| {
+            (0..kernel.0).flat_map(move |y| {
+                (0..kernel.1).flat_map(move |x| {
+                    (0..gc).map(move |i| ((o * gc + i) * kernel.0 + y) * kernel.1 + x)
+                })
+            })
+        })
+        .map(|i| weights[i])
+        .collect();
+    let (w, b, m, s) = quantize_weights(&hwc, bias, *out_c, x.q, qout);
+    let (act_min, act_max) = qout.clamp(*act);
+    let u8s = |p: (usize, usize)| -> Result<(u8, u8), String> {
+        match (u8::try_from(p.0), u8::try_from(p.1)) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => Err(format!("{p:?} is larger than 255")),
+        }
+    };
+    let conv = Conv {
+        input: x.shape,
+        output: out,
+        kernel: u8s(*kernel)?,
+        stride: u8s(*stride)?,
+        padding: u8s(*pad)?,
+        dilation: u8s(*dilation)?,
+        groups: *groups as u16,
+        weights: &[],
+        bias: &[],
+        multiplier: &[],
+        shift: &[],
+        input_zero_point: x.q.zero_point,
+        output_zero_point: qout.zero_point,
+        act_min,
+        act_max,
+    };
+    let name = match *groups {
+        1 => format!("conv {ic}→{out_c} {}×{}", kernel.0, kernel.1),
+        g if g == ic => format!("dwconv {ic}→{out_c} {}×{}", kernel.0, kernel.1),
+        g => format!("conv {ic}→{out_c} {}×{} /{g} groups", kernel.0, kernel.1),
+    };
+    let name = match stride {
+        (1, 1) => name,
+        (h, w) => format!("{name} s{h}×{w}"),
+    };
+    let params = Params {
+        weights: w,
+        bias: b,
+        multiplier: m,
+        shift: s,
+        parts: Vec::new(),
+    };
+    Ok((conv, params, name))
+}
+
+/// A pooling layer on `x` and its name.
+fn lower_pool(op: &FloatOp, x: Value) -> Result<(Pool, String), String> {
+    let FloatOp::Pool {
+        average,
+        kernel,
+        stride,
+        pad,
+        pad_end,
+        ceil,
+        act,
+    } = op
+    else {
+        unreachable!("lower_pool takes a Pool")
+    };
+    let shape = x.shape;
+    let kernel = if kernel.0 == 0 {
+        (shape.h as usize, shape.w as usize)
+    } else {
+        *kernel
+    };
+    if kernel.0 > 255
+        || kernel.1 > 255
+        || stride.0 > 255
+        || stride.1 > 255
+        || pad.0 > 255
+        || pad.1 > 255
+    {
+        return Err(format!(
+            "a {}×{} pool window is larger than 255",
+            kernel.0, kernel.1
+        ));
+    }
+    let out = Shape {
+        h: out_side(shape.h, kernel.0, stride.0, pad.0, pad_end.0, *ceil)?,
+        w: out_side(shape.w, kernel.1, stride.1, pad.1, pad_end.1, *ceil)?,
+        c: shape.c,
+    };
+    let (act_min, act_max) = x.q.clamp(*act);
+    let name = format!(
+        "{} {}×{}",
+        if *average { "avgpool" } else { "maxpool" },
+        kernel.0,
+        kernel.1
+    );
+    let pool = Pool {
+        kind: if *average {
+            PoolKind::Average
+        } else {
+            PoolKind::Max
+        },
+        input: shape,
+        output: out,
+        kernel: (kernel.0 as u8, kernel.1 as u8),
+        stride: (stride.0 as u8, stride.1 as u8),
+        padding: (pad.0 as u8, pad.1 as u8),
+        act_min,
+        act_max,
+    };
+    Ok((pool, name))
 }
 
 fn out_side(
@@ -507,21 +733,20 @@ fn quantize_weights(
     (qw, qb, qm, qs)
 }
 
-/// Min and max of each Conv/Dense output over the calibration images, through tract.
+/// Min and max of each requantizing layer's output tensor over the calibration images,
+/// through tract, by ONNX tensor name.
 fn calibrate(
     c: &Classifier,
-    layers: &[FloatLayer],
+    nodes: &[graph::FloatNode],
     calib: &Dataset,
-) -> Result<Vec<(f32, f32)>, String> {
-    let names: Vec<&str> = layers
+) -> Result<HashMap<String, (f32, f32)>, String> {
+    let mut names: Vec<&str> = nodes
         .iter()
-        .filter_map(|l| match l {
-            FloatLayer::Conv { output, .. } | FloatLayer::Dense { output, .. } => {
-                Some(output.as_str())
-            }
-            _ => None,
-        })
+        .filter(|n| n.op.requantizes())
+        .map(|n| n.calibrate.as_str())
         .collect();
+    names.sort_unstable();
+    names.dedup();
     let fail = |e: TractError| format!("calibration through tract failed: {}", one_line(&e));
     let mut model = c.inference_model().clone();
     let outlets: Vec<OutletId> = names
@@ -564,7 +789,7 @@ fn calibrate(
             }
         }
     }
-    Ok(ranges)
+    Ok(names.iter().map(|n| n.to_string()).zip(ranges).collect())
 }
 
 /// Default number of calibration images.
@@ -602,7 +827,7 @@ pub struct Cost {
 /// firmware kernels.
 pub fn cost(c: &Classifier, q: &QuantModel, ds: &Dataset) -> anyhow::Result<Cost> {
     let float = crate::eval::predict_all(c, ds)?;
-    let int8: Vec<u8> = simulate(q, ds)
+    let int8: Vec<u8> = simulate(q, ds)?
         .iter()
         .map(|l| crate::classifier::argmax(l) as u8)
         .collect();
