@@ -340,7 +340,7 @@ impl Layer<'_> {
         let (weights, channels) = match self {
             Layer::Conv(c) => (c.weights.len(), c.bias.len()),
             Layer::FullyConnected(f) => (f.weights.len(), f.bias.len()),
-            Layer::Concat(c) => (c.parts.len() * core::mem::size_of::<ConcatPart>(), 0),
+            Layer::Concat(c) => (core::mem::size_of_val(c.parts), 0),
             Layer::Pool(_) | Layer::Add(_) => (0, 0),
         };
         weights + channels * (4 + 4 + 1)

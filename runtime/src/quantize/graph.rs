@@ -527,7 +527,7 @@ impl<'g> Reader<'g> {
         }
         let groups = attr_i(node, "group").unwrap_or(1);
         let out_c = dims[0] as usize;
-        if groups < 1 || out_c % groups as usize != 0 {
+        if groups < 1 || !out_c.is_multiple_of(groups as usize) {
             return Err(format!(
                 "group {groups} does not divide {out_c} output channels"
             ));

@@ -268,7 +268,9 @@ fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, S
             shape: image,
             offset: 0,
         }],
-        input_zero_point,
+        // Codes are `pixel - 128`, every one of the 256 used; the pixel scaling and offset are
+        // folded into the image value's zero point above.
+        input_zero_point: -128,
         output_scale: 0.0,
         output_zero_point: 0,
         arena_bytes: 0,
@@ -530,7 +532,7 @@ fn lower_conv(
         c: *out_c as u16,
     };
     let ic = x.shape.c as usize;
-    if ic % groups != 0 {
+    if !ic.is_multiple_of(*groups) {
         return Err(format!(
             "group {groups} does not divide {ic} input channels"
         ));
