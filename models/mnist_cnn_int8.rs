@@ -14,6 +14,16 @@ pub const MACS: usize = 527104;
 /// A name for each layer, for reports.
 pub const LAYER_NAMES: [&str; 8] = ["conv 1→8 3×3", "maxpool 2×2", "conv 8→16 3×3", "maxpool 2×2", "conv 16→32 3×3", "maxpool 2×2", "dense 288→64", "dense 64→10"];
 
+/// The kernels this model's layers use: the firmware links only these.
+pub struct Used;
+
+impl firmware::kernels::Kernels for Used {
+    const REFERENCE_CONV: bool = false;
+    const DEPTHWISE: bool = false;
+    const ADD: bool = false;
+    const CONCAT: bool = false;
+}
+
 static L0_WEIGHTS: [i8; 72] = [
     16, 40, -62, 44, 127, 77, 72, 55, 97, -89, 40, -27, 0, 74, -69, 127, 97, -89, 47, -80, 36, 127, 78, 35,
     36, 7, 20, 29, 101, 62, 77, 22, 73, -127, -121, -23, -10, -37, 74, 31, 33, 127, 26, 46, 91, 2, -25, -127,

@@ -66,7 +66,7 @@ impl Clock {
     /// measuring); returns the output and the ticks of the whole inference. Inlined, so that
     /// the stack the binaries measure is what the inference itself needs.
     #[inline(always)]
-    pub fn run_timed(
+    pub fn run_timed<K: crate::kernels::Kernels>(
         &mut self,
         model: &crate::Model,
         input: &[u8],
@@ -75,7 +75,7 @@ impl Clock {
     ) -> (Result<crate::Output, crate::Error>, u64) {
         let start = self.now();
         let mut last = start;
-        let result = crate::model::run_with(model, input, arena, |layer, _| {
+        let result = crate::model::run_linked::<K>(model, input, arena, |layer, _| {
             let now = self.now();
             if let Some(t) = layer_ticks.get_mut(layer) {
                 *t += now - last;

@@ -48,7 +48,8 @@ fn main() -> ! {
         ARENA_LEN
     );
     for (i, (image, &label)) in digits::DIGITS.iter().zip(digits::LABELS.iter()).enumerate() {
-        let (result, ticks) = clock.run_timed(&model::MODEL, image, arena, &mut layer_ticks);
+        let (result, ticks) =
+            clock.run_timed::<model::Used>(&model::MODEL, image, arena, &mut layer_ticks);
         total_ticks += ticks;
         let output = match result {
             Ok(output) => output,

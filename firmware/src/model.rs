@@ -76,6 +76,11 @@ pub enum Error {
         /// The other.
         second: usize,
     },
+    /// Layer `index` needs a kernel this firmware was built without.
+    NotLinked {
+        /// Index of the layer.
+        index: usize,
+    },
     /// The model does not end in ten scores.
     NotTenClasses,
     /// The input is not the model's input size.
@@ -100,6 +105,10 @@ impl core::fmt::Display for Error {
             Error::Overlap { first, second } => write!(
                 f,
                 "tensors {first} and {second} are alive at once but share arena bytes"
+            ),
+            Error::NotLinked { index } => write!(
+                f,
+                "layer {index} needs a kernel this firmware was built without"
             ),
             Error::NotTenClasses => write!(f, "the model does not end in ten scores"),
             Error::InputSize { expected, given } => {
@@ -295,9 +304,23 @@ pub fn run_with(
     model: &Model,
     input: &[u8],
     arena: &mut [i8],
+    after_layer: impl FnMut(usize, &[i8]),
+) -> Result<Output, Error> {
+    run_linked::<kernels::All>(model, input, arena, after_layer)
+}
+
+/// [`run_with`] with only the kernels `K` (a generated model's `Used`), so that a firmware
+/// links no other: a layer that needs another is refused as [`Error::NotLinked`].
+pub fn run_linked<K: kernels::Kernels>(
+    model: &Model,
+    input: &[u8],
+    arena: &mut [i8],
     mut after_layer: impl FnMut(usize, &[i8]),
 ) -> Result<Output, Error> {
     model.validate()?;
+    if let Some(index) = model.layers.iter().position(|l| !K::links(l)) {
+        return Err(Error::NotLinked { index });
+    }
     let needed = model.arena_needed();
     if arena.len() < needed {
         return Err(Error::ArenaTooSmall {
@@ -333,17 +356,18 @@ pub fn run_with(
             (Layer::Conv(c), Some(Layer::Pool(p))) if fused => {
                 kernels::conv_max_pool(c, p, read(0), output)
             }
-            (Layer::Conv(c), _) => kernels::conv(c, read(0), output),
+            (Layer::Conv(c), _) => kernels::conv_linked::<K>(c, read(0), output),
             (Layer::Pool(p), _) => kernels::pool(p, read(0), output),
             (Layer::FullyConnected(f), _) => kernels::fully_connected(f, read(0), output),
-            (Layer::Add(a), _) => kernels::add(a, read(0), read(1), output),
-            (Layer::Concat(c), _) => {
+            (Layer::Add(a), _) if K::ADD => kernels::add(a, read(0), read(1), output),
+            (Layer::Concat(c), _) if K::CONCAT => {
                 let mut parts = [&[][..]; kernels::MAX_PARTS];
                 for (i, part) in parts.iter_mut().enumerate().take(c.parts.len()) {
                     *part = read(i);
                 }
                 kernels::concat(c, &parts[..c.parts.len()], output)
             }
+            (Layer::Add(_) | Layer::Concat(_), _) => {}
         }
         for i in index..=last {
             after_layer(i, output);

@@ -79,7 +79,7 @@ fn budget_bounds_hold(board: Board, stack: usize) {
 
 #[test]
 fn cortex_m3_matches_the_host_bit_for_bit() {
-    device_matches_host(M3, 256);
+    device_matches_host(M3, 240);
 }
 
 #[test]

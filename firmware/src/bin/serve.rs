@@ -93,9 +93,12 @@ mod service {
 
         fn classify(&mut self, seq: u8, image: &[u8]) {
             let mut ticks = [0u64; MAX_LAYER_COSTS];
-            let (result, total) =
-                self.clock
-                    .run_timed(&model::MODEL, image, &mut self.arena[..], &mut ticks);
+            let (result, total) = self.clock.run_timed::<model::Used>(
+                &model::MODEL,
+                image,
+                &mut self.arena[..],
+                &mut ticks,
+            );
             match result {
                 Ok(out) => {
                     let clock = &self.clock;

@@ -38,7 +38,7 @@ pub const M3: Board = Board {
     cpu: "cortex-m3",
     flash: 256 * 1024,
     ram: 64 * 1024,
-    code_bytes: 36 * 1024,
+    code_bytes: 40 * 1024,
     reserved_ram: 16 * 1024,
 };
 /// Cortex-M4F, ST STM32F405.
@@ -49,7 +49,7 @@ pub const M4F: Board = Board {
     cpu: "cortex-m4",
     flash: 1024 * 1024,
     ram: 128 * 1024,
-    code_bytes: 32 * 1024,
+    code_bytes: 40 * 1024,
     reserved_ram: 16 * 1024,
 };
 

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use firmware::kernels::{conv_kernel, ConvKernel};
 use firmware::{Layer, PoolKind, Rescale};
 
 use super::QuantModel;
@@ -88,6 +89,32 @@ fn types(layers: &[Layer]) -> Vec<&'static str> {
     }
     types.extend(["Shape", "Tensor"]);
     types
+}
+
+/// `Used`, the kernels the layers need: the firmware links only these.
+fn used_kernels(layers: &[Layer]) -> String {
+    let conv = |k: ConvKernel| {
+        layers
+            .iter()
+            .any(|l| matches!(l, Layer::Conv(c) if conv_kernel(c) == k))
+    };
+    let flags = [
+        ("REFERENCE_CONV", conv(ConvKernel::Reference)),
+        ("DEPTHWISE", conv(ConvKernel::Depthwise)),
+        ("ADD", layers.iter().any(|l| matches!(l, Layer::Add(_)))),
+        (
+            "CONCAT",
+            layers.iter().any(|l| matches!(l, Layer::Concat(_))),
+        ),
+    ];
+    let consts: Vec<String> = flags
+        .iter()
+        .map(|(name, on)| format!("    const {name}: bool = {on};"))
+        .collect();
+    format!(
+        "/// The kernels this model's layers use: the firmware links only these.\npub struct Used;\n\nimpl firmware::kernels::Kernels for Used {{\n{}\n}}\n",
+        consts.join("\n")
+    )
 }
 
 /// Layer `i` as a Rust expression; its arrays are written to `out` first.
@@ -178,6 +205,7 @@ pub fn rust_source(q: &QuantModel, from: &Provenance) -> String {
         names.len(),
         names.join(", ")
     );
+    let _ = writeln!(out, "{}", used_kernels(layers));
     let items: Vec<String> = layers
         .iter()
         .enumerate()
