@@ -112,13 +112,15 @@ pub fn workspace() -> PathBuf {
 
 /// Builds firmware binary `bin` for `board` with `features` into `target_dir` (quietly; a no-op
 /// when it is up to date) and returns the ELF's path. `model` is a generated int8 model to
-/// embed instead of the committed one (the firmware's `EMBER_MODEL`).
+/// embed instead of the committed one (the firmware's `EMBER_MODEL`); `digits` is how many test
+/// digits the demo embeds instead of its board's default (`EMBER_DIGITS`).
 pub fn build(
     board: Board,
     bin: &str,
     features: &str,
     target_dir: &Path,
     model: Option<&Path>,
+    digits: Option<usize>,
 ) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -134,9 +136,13 @@ pub fn build(
         ])
         .args(["--target", board.target])
         .env("CARGO_TARGET_DIR", target_dir)
-        .env_remove("EMBER_MODEL");
+        .env_remove("EMBER_MODEL")
+        .env_remove("EMBER_DIGITS");
     if let Some(model) = model {
         cmd.env("EMBER_MODEL", std::path::absolute(model)?);
+    }
+    if let Some(digits) = digits {
+        cmd.env("EMBER_DIGITS", digits.to_string());
     }
     if !features.is_empty() {
         cmd.args(["--features", features]);
