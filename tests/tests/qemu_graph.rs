@@ -4,7 +4,6 @@
 //! this model). Each logit must equal the host
 //! simulation of the same int8 model.
 
-#[allow(dead_code)]
 #[path = "../../runtime/tests/onnx/mod.rs"]
 mod onnx;
 
