@@ -73,3 +73,33 @@ fn a_branch_is_no_longer_refused_but_an_unknown_operator_still_is() {
         "{why}"
     );
 }
+
+#[test]
+fn classify_on_qemu_builds_the_service_for_a_graph_model_and_agrees_bit_for_bit() {
+    let dir = std::env::temp_dir().join(format!("ember-graph-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("branched.onnx");
+    std::fs::write(&model, branched()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .args(["classify", "--device", "qemu:m3", "--compare", "--model"])
+        .arg(&model)
+        .arg(root().join("docs/digit_7.png"))
+        .arg(root().join("docs/digit_2.png"))
+        .env("EMBER_DATA", root().join("data/mnist"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("device 7") || l.contains("device 2"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}{stderr}");
+    assert!(
+        lines.iter().all(|l| l.ends_with("int8 logits identical")),
+        "{stdout}"
+    );
+}
