@@ -98,7 +98,8 @@ struct DeviceArgs {
     /// Baud rate of a serial --device.
     #[arg(long, default_value_t = 115_200)]
     baud: u32,
-    /// The inference service's ELF for --device qemu (default: the one inside runtime).
+    /// The inference service's ELF for --device qemu (default: the one inside runtime for its
+    /// model; for another --model, one built for it from Ember's sources, once).
     #[arg(long)]
     firmware: Option<PathBuf>,
 }
@@ -106,12 +107,24 @@ struct DeviceArgs {
 impl DeviceArgs {
     /// The device the flags name, connected, waiting `timeout` seconds for each answer and
     /// reconnecting up to `retries` times per request; `None` without --device.
-    fn open(&self, timeout: f64, retries: u32) -> anyhow::Result<Option<Device>> {
+    /// `classifier` is the model the device must run (a service is built for it in QEMU when
+    /// need be, calibrating on `data`).
+    fn open(
+        &self,
+        classifier: &Classifier,
+        data: Option<&Path>,
+        timeout: f64,
+        retries: u32,
+    ) -> anyhow::Result<Option<Device>> {
         let Some(spec) = &self.device else {
             return Ok(None);
         };
         let timeout = seconds(timeout)?;
-        let mut device = runtime::device::open(spec, self.baud, self.firmware.as_deref(), timeout)?;
+        let service = match &self.firmware {
+            Some(elf) => runtime::device::Service::Elf(elf),
+            None => runtime::device::Service::For(classifier, data),
+        };
+        let mut device = runtime::device::open(spec, self.baud, service, timeout)?;
         device.set_retries(retries);
         Ok(Some(device))
     }
@@ -322,14 +335,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             compare,
             images,
         } => {
-            let device = device.open(timeout, retries)?;
+            let classifier = model.load()?;
+            let device = device.open(&classifier, data.as_deref(), timeout, retries)?;
             let how = How {
                 int8,
                 data,
                 compare,
                 device,
             };
-            let classifier = model.load()?;
             classify(&classifier, json, how, save_input.as_deref(), &images)
         }
         Command::Eval {
@@ -380,7 +393,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let classifier = model.load()?;
             let mut device = device
-                .open(10.0, retries)?
+                .open(&classifier, data.as_deref(), 10.0, retries)?
                 .context("bench: no --device to time")?;
             answers::check_model(&device, &classifier)?;
             let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
@@ -445,7 +458,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
         } => {
             let classifier = model.load()?;
-            let device = match device.open(timeout, retries)? {
+            let device = match device.open(&classifier, data.as_deref(), timeout, retries)? {
                 Some(device) => {
                     answers::check_model(&device, &classifier)?;
                     // Each try may take the timeout, and each reconnect up to 10 s of pings.

@@ -279,7 +279,7 @@ fn the_chip_runs_a_raw_pixel_model_bit_exact_with_the_host() {
     let test = test_digits(40);
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/conventions");
     for board in [M3, M4F] {
-        let elf = qemu::build(board, "serve", "", &target, Some(&model)).unwrap();
+        let elf = qemu::build(board, "serve", "", &target, Some(&model), None).unwrap();
         let link = Link::qemu(board, &elf).unwrap();
         let mut device = Device::connect(link, Duration::from_secs(10)).unwrap();
         assert_eq!(device.info.model_sha256, c.sha256);

@@ -8,100 +8,14 @@ mod onnx;
 use std::path::{Path, PathBuf};
 
 use mnist::Split;
-use onnx::{floats, int_attr, ints_attr, node};
+use onnx::graphs::branched;
 use prost::Message;
 use runtime::classifier::Classifier;
 use runtime::quantize;
-use tract_onnx::pb::{self, ModelProto};
+use tract_onnx::pb::ModelProto;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Deterministic small weights.
-fn small(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32 - 0.5) * 2.0 * scale
-        })
-        .collect()
-}
-
-fn clip(input: &str, output: &str, lo: &str, hi: &str) -> pb::NodeProto {
-    node("Clip", &[input, lo, hi], output, vec![])
-}
-
-/// The committed CNN with a depthwise residual branch and a concatenated pointwise branch
-/// before its third convolution.
-fn branched() -> Vec<u8> {
-    let mut proto =
-        ModelProto::decode(&std::fs::read(root().join("models/mnist_cnn.onnx")).unwrap()[..])
-            .unwrap();
-    let g = proto.graph.as_mut().unwrap();
-    let pools: Vec<usize> = (0..g.node.len())
-        .filter(|&i| g.node[i].op_type == "MaxPool")
-        .collect();
-    let p1 = g.node[pools[0]].output[0].clone();
-    let p2 = g.node[pools[1]].output[0].clone();
-    let conv3 = g
-        .node
-        .iter()
-        .position(|n| n.op_type == "Conv" && n.input[0] == p2)
-        .unwrap();
-    let w3 = g.node[conv3].input[1].clone();
-    // conv3 reads 20 channels: the 16 it had, then 4 it ignores (zero weights).
-    let t = g.initializer.iter_mut().find(|t| t.name == w3).unwrap();
-    let old: Vec<f32> = if t.float_data.is_empty() {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    } else {
-        t.float_data.clone()
-    };
-    let widened: Vec<f32> = old
-        .chunks_exact(16 * 9)
-        .flat_map(|o| o.iter().copied().chain(std::iter::repeat_n(0.0, 4 * 9)))
-        .collect();
-    *t = floats(&w3, &[32, 20, 3, 3], widened);
-    g.node[conv3].input[0] = "joined".into();
-    let branch = vec![
-        node(
-            "Conv",
-            &[&p1, "dw_w", "dw_b"],
-            "dw",
-            vec![
-                int_attr("group", 8),
-                ints_attr("strides", &[2, 2]),
-                ints_attr("pads", &[1, 1, 1, 1]),
-                ints_attr("kernel_shape", &[3, 3]),
-            ],
-        ),
-        clip("dw", "dw6", "zero", "six"),
-        node("Add", &[&p2, "dw6"], "residual", vec![]),
-        node("Conv", &["residual", "pw_w", "pw_b"], "pw", vec![]),
-        node("Relu", &["pw"], "pw_relu", vec![]),
-        node(
-            "Concat",
-            &["residual", "pw_relu"],
-            "joined",
-            vec![int_attr("axis", 1)],
-        ),
-    ];
-    g.node.splice(conv3..conv3, branch);
-    g.initializer.extend([
-        floats("dw_w", &[16, 1, 3, 3], small(16 * 9, 7, 0.08)),
-        floats("dw_b", &[16], small(16, 9, 0.05)),
-        floats("pw_w", &[4, 16, 1, 1], small(64, 11, 0.5)),
-        floats("pw_b", &[4], small(4, 13, 0.1)),
-        floats("zero", &[], vec![0.0]),
-        floats("six", &[], vec![6.0]),
-    ]);
-    proto.encode_to_vec()
 }
 
 #[test]
@@ -157,5 +71,35 @@ fn a_branch_is_no_longer_refused_but_an_unknown_operator_still_is() {
     assert!(
         why.contains("(Mul): operator Mul is not supported"),
         "{why}"
+    );
+}
+
+#[test]
+fn classify_on_qemu_builds_the_service_for_a_graph_model_and_agrees_bit_for_bit() {
+    let dir = std::env::temp_dir().join(format!("ember-graph-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("branched.onnx");
+    std::fs::write(&model, branched()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .args(["classify", "--device", "qemu:m3", "--compare", "--model"])
+        .arg(&model)
+        .arg(root().join("docs/digit_7.png"))
+        .arg(root().join("docs/digit_2.png"))
+        .env("EMBER_DATA", root().join("data/mnist"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("device 7") || l.contains("device 2"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}{stderr}");
+    assert!(
+        lines.iter().all(|l| l.ends_with("int8 logits identical")),
+        "{stdout}"
     );
 }

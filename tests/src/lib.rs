@@ -19,7 +19,7 @@ pub use runtime::device::{Board, M3, M4F};
 
 /// Builds the demo firmware for `board` (with `features`) into `target_dir`; returns the ELF.
 pub fn build(board: Board, features: &str, target_dir: &Path) -> anyhow::Result<PathBuf> {
-    runtime::device::qemu::build(board, "firmware", features, target_dir, None)
+    runtime::device::qemu::build(board, "firmware", features, target_dir, None, None)
 }
 
 /// What a QEMU run printed and how it ended.

@@ -3,6 +3,8 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+use crate::classifier::Classifier;
 use std::process::Command;
 
 use anyhow::{bail, Context};
@@ -112,13 +114,15 @@ pub fn workspace() -> PathBuf {
 
 /// Builds firmware binary `bin` for `board` with `features` into `target_dir` (quietly; a no-op
 /// when it is up to date) and returns the ELF's path. `model` is a generated int8 model to
-/// embed instead of the committed one (the firmware's `EMBER_MODEL`).
+/// embed instead of the committed one (the firmware's `EMBER_MODEL`); `digits` is how many test
+/// digits the demo embeds instead of its board's default (`EMBER_DIGITS`).
 pub fn build(
     board: Board,
     bin: &str,
     features: &str,
     target_dir: &Path,
     model: Option<&Path>,
+    digits: Option<usize>,
 ) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -134,9 +138,13 @@ pub fn build(
         ])
         .args(["--target", board.target])
         .env("CARGO_TARGET_DIR", target_dir)
-        .env_remove("EMBER_MODEL");
+        .env_remove("EMBER_MODEL")
+        .env_remove("EMBER_DIGITS");
     if let Some(model) = model {
         cmd.env("EMBER_MODEL", std::path::absolute(model)?);
+    }
+    if let Some(digits) = digits {
+        cmd.env("EMBER_DIGITS", digits.to_string());
     }
     if !features.is_empty() {
         cmd.args(["--features", features]);
@@ -178,6 +186,80 @@ pub fn service_elf(board: Board, firmware: Option<&Path>) -> anyhow::Result<Path
             board.name, board.target
         )
     })
+}
+
+/// The inference service for `classifier`'s model when it is not the one built in: quantized
+/// with the defaults (calibrating on the MNIST folder `data`), generated, and built from the
+/// workspace this runtime came from. Built once per model and board: the ELF is kept under the
+/// workspace's `target/ember-models/SHA256/`, named by the ONNX's hash.
+pub fn service_for(
+    board: Board,
+    classifier: &Classifier,
+    data: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    let model = classifier.path().display().to_string();
+    let dir = workspace()
+        .join("target/ember-models")
+        .join(&classifier.sha256[..16]);
+    let elf = dir.join(format!("serve-{}.elf", board.name));
+    if elf.is_file() {
+        return Ok(elf);
+    }
+    if !workspace().join("firmware/Cargo.toml").is_file() {
+        bail!(
+            "{model}: building the inference service for this model needs Ember's sources, which are \
+             not at {} any more: in a clone, run `runtime quantize --model {model} -o m.rs` and \
+             `EMBER_MODEL=m.rs cargo build -p ember-firmware --release --bin serve --target {}`, \
+             then pass --firmware",
+            workspace().display(),
+            board.target
+        );
+    }
+    let data = mnist::data_dir(data)?;
+    let (count, seed) = (
+        crate::quantize::DEFAULT_CALIB_COUNT,
+        crate::quantize::DEFAULT_CALIB_SEED,
+    );
+    let q = crate::quantize::quantize_mnist(classifier, &data, count, seed)?;
+    let fit = board.fit(q.weight_bytes(), q.arena_bytes);
+    if !fit.fits() {
+        bail!(
+            "{model}: does not fit {} ({}): flash needs {} of {} bytes, RAM {} of {}",
+            board.name,
+            board.target,
+            fit.flash_needed,
+            fit.flash,
+            fit.ram_needed,
+            fit.ram
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let source = dir.join("model_int8.rs");
+    let command = crate::quantize::codegen::command_line(
+        Some(classifier.path()),
+        &data,
+        count,
+        seed,
+        &source,
+    );
+    let provenance = crate::quantize::codegen::Provenance {
+        onnx: &model,
+        sha256: &classifier.sha256,
+        command: &command,
+    };
+    std::fs::write(
+        &source,
+        crate::quantize::codegen::rust_source(&q, &provenance),
+    )
+    .with_context(|| format!("{}: cannot write", source.display()))?;
+    eprintln!(
+        "building the inference service for {model} on {} (once; kept in {})",
+        board.name,
+        dir.display()
+    );
+    let built = build(board, "serve", "", &dir.join("target"), Some(&source), None)?;
+    std::fs::copy(&built, &elf).with_context(|| format!("{}: cannot write", elf.display()))?;
+    Ok(elf)
 }
 
 /// Writes `elf` to a file in the temporary folder named by its hash, unless it is there.

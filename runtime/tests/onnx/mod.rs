@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+pub mod graphs;
+
 use mnist::{Split, PIXELS};
 use prost::Message;
 use tract_onnx::pb::{

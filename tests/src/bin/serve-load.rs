@@ -105,7 +105,12 @@ fn main() -> anyhow::Result<()> {
 
     let device = match &o.device {
         Some(spec) => {
-            let device = runtime::device::open(spec, 115_200, None, Duration::from_secs(5))?;
+            let device = runtime::device::open(
+                spec,
+                115_200,
+                runtime::device::Service::BuiltIn,
+                Duration::from_secs(5),
+            )?;
             Some(DeviceQueue::start(
                 device,
                 serve::DEVICE_QUEUE,
