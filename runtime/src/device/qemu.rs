@@ -190,8 +190,9 @@ pub fn service_elf(board: Board, firmware: Option<&Path>) -> anyhow::Result<Path
 
 /// The inference service for `classifier`'s model when it is not the one built in: quantized
 /// with the defaults (calibrating on the MNIST folder `data`), generated, and built from the
-/// workspace this runtime came from. Built once per model and board: the ELF is kept under the
-/// workspace's `target/ember-models/SHA256/`, named by the ONNX's hash.
+/// workspace this runtime came from. The generated model is kept under the workspace's
+/// `target/ember-models/SHA256/`, named by the ONNX's hash, and made once; cargo rebuilds the
+/// service there only when the firmware's sources changed.
 pub fn service_for(
     board: Board,
     classifier: &Classifier,
@@ -201,10 +202,6 @@ pub fn service_for(
     let dir = workspace()
         .join("target/ember-models")
         .join(&classifier.sha256[..16]);
-    let elf = dir.join(format!("serve-{}.elf", board.name));
-    if elf.is_file() {
-        return Ok(elf);
-    }
     if !workspace().join("firmware/Cargo.toml").is_file() {
         bail!(
             "{model}: building the inference service for this model needs Ember's sources, which are \
@@ -215,6 +212,27 @@ pub fn service_for(
             board.target
         );
     }
+    let source = dir.join("model_int8.rs");
+    if !source.is_file() {
+        generate(board, classifier, data, &source)?;
+    }
+    eprintln!(
+        "the inference service for {model} on {}: built in {} (again only when the firmware changes)",
+        board.name,
+        dir.display()
+    );
+    build(board, "serve", "", &dir.join("target"), Some(&source), None)
+}
+
+/// Quantizes `classifier` with the defaults and writes its generated model to `source`, once
+/// it is known to fit `board`.
+fn generate(
+    board: Board,
+    classifier: &Classifier,
+    data: Option<&Path>,
+    source: &Path,
+) -> anyhow::Result<()> {
+    let model = classifier.path().display().to_string();
     let data = mnist::data_dir(data)?;
     let (count, seed) = (
         crate::quantize::DEFAULT_CALIB_COUNT,
@@ -233,33 +251,23 @@ pub fn service_for(
             fit.ram
         );
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let source = dir.join("model_int8.rs");
-    let command = crate::quantize::codegen::command_line(
-        Some(classifier.path()),
-        &data,
-        count,
-        seed,
-        &source,
-    );
+    let dir = source.parent().unwrap_or(source);
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let command =
+        crate::quantize::codegen::command_line(Some(classifier.path()), &data, count, seed, source);
     let provenance = crate::quantize::codegen::Provenance {
         onnx: &model,
         sha256: &classifier.sha256,
         command: &command,
     };
+    // Written whole under a private name first, so that a concurrent run never reads half.
+    let partial = source.with_extension(format!("{}.part", std::process::id()));
     std::fs::write(
-        &source,
+        &partial,
         crate::quantize::codegen::rust_source(&q, &provenance),
     )
-    .with_context(|| format!("{}: cannot write", source.display()))?;
-    eprintln!(
-        "building the inference service for {model} on {} (once; kept in {})",
-        board.name,
-        dir.display()
-    );
-    let built = build(board, "serve", "", &dir.join("target"), Some(&source), None)?;
-    std::fs::copy(&built, &elf).with_context(|| format!("{}: cannot write", elf.display()))?;
-    Ok(elf)
+    .and_then(|()| std::fs::rename(&partial, source))
+    .with_context(|| format!("{}: cannot write", source.display()))
 }
 
 /// Writes `elf` to a file in the temporary folder named by its hash, unless it is there.
