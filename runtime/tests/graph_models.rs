@@ -1,6 +1,6 @@
 //! Graph models from outside the chain: the committed CNN rewritten with a depthwise branch
-//! (channel multiplier 2, stride 2, Relu6) joined to the main path by a residual Add, and a
-//! pointwise branch concatenated on channels. The branches' weights are small, so the float
+//! (channel multiplier 2, stride 2, a BatchNorm, Relu6) joined to the main path by a residual
+//! Add, and a grouped pointwise branch, average-pooled with padding, concatenated on channels. The branches' weights are small, so the float
 //! model stays accurate, and the int8 model must agree with it.
 
 mod onnx;
@@ -27,7 +27,8 @@ fn a_branched_model_quantizes_and_agrees_with_tract() {
     for want in [
         "dwconv 8→16 3×3 s2×2",
         "add",
-        "conv 16→4 1×1",
+        "conv 16→4 1×1 /2 groups",
+        "avgpool 3×3",
         "concat 2→20",
     ] {
         assert!(names.contains(&want), "{names:?}");

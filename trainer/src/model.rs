@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,9 @@ pub enum Arch {
     Cnn,
     /// The classic tutorial's network: Flatten → Dense(100) → Dense(10), no activation.
     Mlp,
+    /// A graph CNN of the kind MobileNet made common: depthwise-separable blocks (one with a
+    /// residual Add, one with stride 2), then global average pooling and one dense layer.
+    Ds,
 }
 
 impl Arch {
@@ -24,6 +27,7 @@ impl Arch {
         match self {
             Arch::Cnn => "cnn",
             Arch::Mlp => "mlp",
+            Arch::Ds => "ds",
         }
     }
 
@@ -67,6 +71,41 @@ impl Arch {
                     outputs: 10,
                 },
             ],
+            Arch::Ds => vec![
+                Conv {
+                    in_ch: 1,
+                    out_ch: 16,
+                    kernel: 3,
+                    pad: 1,
+                },
+                Relu,
+                MaxPool { kernel: 2 },
+                Separable {
+                    in_ch: 16,
+                    out_ch: 48,
+                    stride: 1,
+                    residual: false,
+                },
+                MaxPool { kernel: 2 },
+                Separable {
+                    in_ch: 48,
+                    out_ch: 48,
+                    stride: 1,
+                    residual: true,
+                },
+                Separable {
+                    in_ch: 48,
+                    out_ch: 96,
+                    stride: 2,
+                    residual: false,
+                },
+                GlobalAvgPool,
+                Flatten,
+                Linear {
+                    inputs: 96,
+                    outputs: 10,
+                },
+            ],
             Arch::Mlp => vec![
                 Flatten,
                 Linear {
@@ -84,7 +123,7 @@ impl Arch {
     /// Training defaults that suit this architecture: (epochs, batch size, learning rate).
     pub fn defaults(self) -> (usize, usize, f64) {
         match self {
-            Arch::Cnn => (8, 64, 2e-3),
+            Arch::Cnn | Arch::Ds => (8, 64, 2e-3),
             // The tutorial's Keras defaults: batch 32, Adam at 1e-3, 3 epochs.
             Arch::Mlp => (3, 32, 1e-3),
         }
@@ -107,6 +146,20 @@ pub enum LayerSpec {
     },
     /// Rectified linear unit.
     Relu,
+    /// A depthwise-separable block: a 3×3 depthwise convolution (padding 1) and ReLU, a 1×1
+    /// pointwise convolution, the block's input added when `residual`, then ReLU.
+    Separable {
+        /// Input channels.
+        in_ch: usize,
+        /// Output channels.
+        out_ch: usize,
+        /// Stride of the depthwise convolution.
+        stride: usize,
+        /// Whether the input is added to the output (needs `in_ch == out_ch`, stride 1).
+        residual: bool,
+    },
+    /// Mean of each channel over the whole map.
+    GlobalAvgPool,
     /// Square max pooling with stride equal to the kernel.
     MaxPool {
         /// Kernel side and stride.
@@ -132,6 +185,41 @@ pub enum FeatureLayer {
     Relu(Relu),
     /// Max pooling.
     Pool(MaxPool2d),
+    /// Depthwise-separable block.
+    Separable(Separable),
+    /// Global average pooling.
+    GlobalAvgPool(AdaptiveAvgPool2d),
+}
+
+/// A depthwise-separable block ([`LayerSpec::Separable`]).
+#[derive(Module, Debug)]
+pub struct Separable {
+    depthwise: Conv2d,
+    pointwise: Conv2d,
+    relu: Relu,
+    residual: bool,
+}
+
+impl Separable {
+    fn new(in_ch: usize, out_ch: usize, stride: usize, residual: bool, device: &Device) -> Self {
+        Self {
+            depthwise: Conv2dConfig::new([in_ch, in_ch], [3, 3])
+                .with_groups(in_ch)
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            pointwise: Conv2dConfig::new([in_ch, out_ch], [1, 1]).init(device),
+            relu: Relu::new(),
+            residual,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.relu.forward(self.depthwise.forward(x.clone()));
+        let y = self.pointwise.forward(y);
+        let y = if self.residual { y + x } else { y };
+        self.relu.forward(y)
+    }
 }
 
 /// A layer working on `[N, F]` feature vectors.
@@ -171,6 +259,17 @@ impl Net {
                 LayerSpec::MaxPool { kernel } => features.push(FeatureLayer::Pool(
                     MaxPool2dConfig::new([kernel, kernel]).init(),
                 )),
+                LayerSpec::Separable {
+                    in_ch,
+                    out_ch,
+                    stride,
+                    residual,
+                } => features.push(FeatureLayer::Separable(Separable::new(
+                    in_ch, out_ch, stride, residual, device,
+                ))),
+                LayerSpec::GlobalAvgPool => features.push(FeatureLayer::GlobalAvgPool(
+                    AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+                )),
                 LayerSpec::Relu if flattened => head.push(HeadLayer::Relu(Relu::new())),
                 LayerSpec::Relu => features.push(FeatureLayer::Relu(Relu::new())),
                 LayerSpec::Flatten => flattened = true,
@@ -190,6 +289,8 @@ impl Net {
                 FeatureLayer::Conv(conv) => conv.forward(x),
                 FeatureLayer::Relu(relu) => relu.forward(x),
                 FeatureLayer::Pool(pool) => pool.forward(x),
+                FeatureLayer::Separable(block) => block.forward(x),
+                FeatureLayer::GlobalAvgPool(pool) => pool.forward(x),
             };
         }
         let [n, c, h, w] = x.dims();

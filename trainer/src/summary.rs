@@ -35,6 +35,24 @@ pub fn rows(arch: Arch) -> Vec<Row> {
                     params = out_ch * (in_ch * kernel * kernel + 1);
                     macs = shape[1] * shape[2] * out_ch * in_ch * kernel * kernel;
                 }
+                LayerSpec::Separable {
+                    in_ch,
+                    out_ch,
+                    stride,
+                    residual,
+                } => {
+                    let side = |s: usize| (s + 2 - 3) / stride + 1;
+                    shape = vec![out_ch, side(shape[1]), side(shape[2])];
+                    let pixels = shape[1] * shape[2];
+                    let add = if residual { " + residual" } else { "" };
+                    name = format!("separable {in_ch}→{out_ch} /{stride}{add}");
+                    params = in_ch * 10 + out_ch * (in_ch + 1);
+                    macs = pixels * in_ch * 9 + pixels * out_ch * in_ch;
+                }
+                LayerSpec::GlobalAvgPool => {
+                    shape = vec![shape[0], 1, 1];
+                    (name, params, macs) = ("global avgpool".into(), 0, 0);
+                }
                 LayerSpec::Relu => {
                     (name, params, macs) = ("relu".into(), 0, 0);
                 }
@@ -122,5 +140,17 @@ mod tests {
     fn cnn_fits_a_microcontroller() {
         assert!(total_params(Arch::Cnn) <= 60_000);
         assert_eq!(rows(Arch::Cnn).last().unwrap().shape, vec![10]);
+    }
+
+    #[test]
+    fn the_summary_counts_what_burn_builds() {
+        use burn::module::Module;
+        let device = burn::tensor::Device::flex();
+        for arch in [Arch::Cnn, Arch::Mlp, Arch::Ds] {
+            let net = crate::model::Net::new(arch, &device);
+            assert_eq!(net.num_params(), total_params(arch), "{arch:?}");
+            let logits = net.forward(burn::tensor::Tensor::zeros([2, 1, 28, 28], &device));
+            assert_eq!(logits.dims(), [2, 10], "{arch:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Graph models built on the spot from the committed CNN's weights, so that branches, depthwise
-//! convolutions, Add and Concat are tried on an accurate float model.
+//! and grouped convolutions, a BatchNorm after a depthwise one, Relu6, Add, average pooling with
+//! padding and Concat are tried on an accurate float model.
 
 use std::path::Path;
 
@@ -65,7 +66,7 @@ pub fn branched() -> Vec<u8> {
         node(
             "Conv",
             &[&p1, "dw_w", "dw_b"],
-            "dw",
+            "dw_raw",
             vec![
                 int_attr("group", 8),
                 ints_attr("strides", &[2, 2]),
@@ -73,13 +74,33 @@ pub fn branched() -> Vec<u8> {
                 ints_attr("kernel_shape", &[3, 3]),
             ],
         ),
+        node(
+            "BatchNormalization",
+            &["dw_raw", "bn_g", "bn_b", "bn_m", "bn_v"],
+            "dw",
+            vec![],
+        ),
         clip("dw", "dw6", "zero", "six"),
         node("Add", &[&p2, "dw6"], "residual", vec![]),
-        node("Conv", &["residual", "pw_w", "pw_b"], "pw", vec![]),
+        node(
+            "Conv",
+            &["residual", "pw_w", "pw_b"],
+            "pw",
+            vec![int_attr("group", 2)],
+        ),
         node("Relu", &["pw"], "pw_relu", vec![]),
         node(
+            "AveragePool",
+            &["pw_relu"],
+            "pw_avg",
+            vec![
+                ints_attr("kernel_shape", &[3, 3]),
+                ints_attr("pads", &[1, 1, 1, 1]),
+            ],
+        ),
+        node(
             "Concat",
-            &["residual", "pw_relu"],
+            &["residual", "pw_avg"],
             "joined",
             vec![int_attr("axis", 1)],
         ),
@@ -88,7 +109,19 @@ pub fn branched() -> Vec<u8> {
     g.initializer.extend([
         floats("dw_w", &[16, 1, 3, 3], small(16 * 9, 7, 0.08)),
         floats("dw_b", &[16], small(16, 9, 0.05)),
-        floats("pw_w", &[4, 16, 1, 1], small(64, 11, 0.5)),
+        floats(
+            "bn_g",
+            &[16],
+            small(16, 15, 0.2).iter().map(|v| 1.0 + v).collect(),
+        ),
+        floats("bn_b", &[16], small(16, 17, 0.05)),
+        floats("bn_m", &[16], small(16, 19, 0.05)),
+        floats(
+            "bn_v",
+            &[16],
+            small(16, 21, 0.2).iter().map(|v| 1.0 + v).collect(),
+        ),
+        floats("pw_w", &[4, 8, 1, 1], small(32, 11, 0.5)),
         floats("pw_b", &[4], small(4, 13, 0.1)),
         floats("zero", &[], vec![0.0]),
         floats("six", &[], vec![6.0]),
