@@ -120,6 +120,16 @@ impl core::fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+impl Error {
+    /// The index of the layer at fault, when one is.
+    pub fn layer(&self) -> Option<usize> {
+        match *self {
+            Error::BadLayer { index } | Error::NotLinked { index } => Some(index),
+            _ => None,
+        }
+    }
+}
+
 /// The result of one inference.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Output {

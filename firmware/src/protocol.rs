@@ -74,7 +74,8 @@ pub enum ErrorCode {
     Truncated = 6,
     /// Bytes arrived outside any frame and were dropped (detail: how many, saturating).
     Noise = 7,
-    /// The model refused to run (detail: 0).
+    /// The model refused to run (detail: the index of the layer at fault plus one, or 0 when
+    /// no one layer is, as `firmware::Error::layer` gives it).
     ModelError = 8,
 }
 

@@ -111,10 +111,12 @@ mod service {
                     let n = reply.write(&mut payload);
                     self.send(Kind::Result, seq, &payload[..n]);
                 }
-                Err(_) => self.refuse(Refusal {
+                Err(e) => self.refuse(Refusal {
                     code: ErrorCode::ModelError,
                     seq,
-                    detail: 0,
+                    detail: e
+                        .layer()
+                        .map_or(0, |i| i.saturating_add(1).min(u16::MAX as usize) as u16),
                 }),
             }
         }
