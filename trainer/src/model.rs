@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -146,8 +146,9 @@ pub enum LayerSpec {
     },
     /// Rectified linear unit.
     Relu,
-    /// A depthwise-separable block: a 3×3 depthwise convolution (padding 1) and ReLU, a 1×1
-    /// pointwise convolution, the block's input added when `residual`, then ReLU.
+    /// A depthwise-separable block: a 3×3 depthwise convolution (padding 1), batch norm and
+    /// ReLU, a 1×1 pointwise convolution and batch norm, the block's input added when
+    /// `residual`, then ReLU.
     Separable {
         /// Input channels.
         in_ch: usize,
@@ -195,7 +196,9 @@ pub enum FeatureLayer {
 #[derive(Module, Debug)]
 pub struct Separable {
     depthwise: Conv2d,
+    depthwise_norm: BatchNorm,
     pointwise: Conv2d,
+    pointwise_norm: BatchNorm,
     relu: Relu,
     residual: bool,
 }
@@ -208,15 +211,18 @@ impl Separable {
                 .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device),
+            depthwise_norm: BatchNormConfig::new(in_ch).init(device),
             pointwise: Conv2dConfig::new([in_ch, out_ch], [1, 1]).init(device),
+            pointwise_norm: BatchNormConfig::new(out_ch).init(device),
             relu: Relu::new(),
             residual,
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.relu.forward(self.depthwise.forward(x.clone()));
-        let y = self.pointwise.forward(y);
+        let y = self.depthwise_norm.forward(self.depthwise.forward(x.clone()));
+        let y = self.pointwise.forward(self.relu.forward(y));
+        let y = self.pointwise_norm.forward(y);
         let y = if self.residual { y + x } else { y };
         self.relu.forward(y)
     }

@@ -46,7 +46,8 @@ pub fn rows(arch: Arch) -> Vec<Row> {
                     let pixels = shape[1] * shape[2];
                     let add = if residual { " + residual" } else { "" };
                     name = format!("separable {in_ch}→{out_ch} /{stride}{add}");
-                    params = in_ch * 10 + out_ch * (in_ch + 1);
+                    // Depthwise weights and bias, then pointwise; each followed by batch norm (2 per channel).
+                    params = in_ch * 10 + out_ch * (in_ch + 1) + 2 * (in_ch + out_ch);
                     macs = pixels * in_ch * 9 + pixels * out_ch * in_ch;
                 }
                 LayerSpec::GlobalAvgPool => {
