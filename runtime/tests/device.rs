@@ -240,14 +240,18 @@ fn the_cli_classifies_on_the_device_and_compares() {
         "{stdout}"
     );
     // A device running another model is refused: the same network with an unknown protobuf
-    // field appended (ignored by parsers) is another file, with another sha256.
+    // field appended (ignored by parsers) is another file, with another sha256. Given the
+    // built-in service's ELF, the device runs the committed model, not this one.
     let mut onnx = std::fs::read(root().join("models/mnist_cnn.onnx")).unwrap();
     onnx.extend([0xA0, 0x06, 0x01]);
     let other_model = dir.join("other.onnx");
     std::fs::write(&other_model, onnx).unwrap();
+    let built_in = runtime::device::qemu::service_elf(runtime::device::M4F, None).unwrap();
     let other = Command::new(env!("CARGO_BIN_EXE_runtime"))
         .current_dir(root())
-        .args(["classify", "--device", "qemu", "--model"])
+        .args(["classify", "--device", "qemu", "--firmware"])
+        .arg(&built_in)
+        .arg("--model")
         .args([&other_model, &picture])
         .output()
         .unwrap();
@@ -255,6 +259,19 @@ fn the_cli_classifies_on_the_device_and_compares() {
     assert!(
         !other.status.success() && stderr.contains("runs model"),
         "{stderr}"
+    );
+    // Without --firmware, that model gets a service of its own, built for it.
+    let own = Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .current_dir(root())
+        .args(["classify", "--device", "qemu", "--compare", "--model"])
+        .args([&other_model, &picture])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&own.stdout);
+    assert!(
+        own.status.success() && stdout.contains("int8 logits identical"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&own.stderr)
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -220,7 +220,9 @@ impl Separable {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.depthwise_norm.forward(self.depthwise.forward(x.clone()));
+        let y = self
+            .depthwise_norm
+            .forward(self.depthwise.forward(x.clone()));
         let y = self.pointwise.forward(self.relu.forward(y));
         let y = self.pointwise_norm.forward(y);
         let y = if self.residual { y + x } else { y };
