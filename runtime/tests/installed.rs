@@ -29,6 +29,16 @@ fn run(exe: &Path, work: &Path, data: Option<&Path>, args: &[&str]) -> Output {
     if let Some(data) = data {
         cmd.env("EMBER_DATA", data);
     }
+    // A test copying its binary while another test forks can see the copy "busy" for a
+    // moment (the fork briefly holds the written file open): wait it out.
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
     cmd.output().unwrap()
 }
 

@@ -178,6 +178,8 @@ pub enum LayerSpec {
 }
 
 /// A layer working on `[N, C, H, W]` feature maps.
+// A network holds a handful of these, built once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum FeatureLayer {
     /// Convolution.

@@ -46,8 +46,9 @@ pub fn rows(arch: Arch) -> Vec<Row> {
                     let pixels = shape[1] * shape[2];
                     let add = if residual { " + residual" } else { "" };
                     name = format!("separable {in_ch}→{out_ch} /{stride}{add}");
-                    // Depthwise weights and bias, then pointwise; each followed by batch norm (2 per channel).
-                    params = in_ch * 10 + out_ch * (in_ch + 1) + 2 * (in_ch + out_ch);
+                    // Depthwise weights and bias, then pointwise; each followed by batch norm, which
+                    // has 4 values per channel (2 learned, 2 running), counted as Keras counts them.
+                    params = in_ch * 10 + out_ch * (in_ch + 1) + 4 * (in_ch + out_ch);
                     macs = pixels * in_ch * 9 + pixels * out_ch * in_ch;
                 }
                 LayerSpec::GlobalAvgPool => {

@@ -1,8 +1,9 @@
 //! Builds the firmware for both targets, runs it in QEMU, and reports its cost: flash and RAM
 //! by section, stack high-water mark, instructions per inference (per layer too). Writes the
-//! figures into `models/mnist_cnn.json` under `firmware`.
+//! figures into the model's card (`models/NAME.json`) under `firmware`.
 //!
-//! Run: `cargo run --release -p ember-tests --bin firmware-report`
+//! Run: `cargo run --release -p ember-tests --bin firmware-report [-- NAME]`, where NAME is a
+//! committed model (default `mnist_cnn`; another one's `models/NAME_int8.rs` is built in).
 
 use std::time::Duration;
 
@@ -10,8 +11,18 @@ use anyhow::Context;
 use card::{Firmware, LayerCost, ModelCard};
 use ember_tests::{build, digits, figure, root, run_qemu, sizes, Board, M3, M4F};
 
-fn report(board: Board) -> anyhow::Result<Firmware> {
-    let elf = build(board, "", &root().join("target"))?;
+fn report(board: Board, name: &str) -> anyhow::Result<Firmware> {
+    let elf = match name {
+        "mnist_cnn" => build(board, "", &root().join("target"))?,
+        _ => runtime::device::qemu::build(
+            board,
+            "firmware",
+            "",
+            &root().join("target/report").join(name),
+            Some(&root().join(format!("models/{name}_int8.rs"))),
+            None,
+        )?,
+    };
     let run = run_qemu(board, &elf, Duration::from_secs(300))?;
     if run.code != Some(0) {
         anyhow::bail!(
@@ -70,7 +81,10 @@ fn report(board: Board) -> anyhow::Result<Firmware> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let card_path = root().join("models/mnist_cnn.json");
+    let name = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "mnist_cnn".to_string());
+    let card_path = root().join(format!("models/{name}.json"));
     let mut card = ModelCard::read(&card_path)?.with_context(|| {
         format!(
             "{}: no model card (trainer export writes it)",
@@ -92,7 +106,7 @@ fn main() -> anyhow::Result<()> {
         "÷MACs"
     );
     for board in [M3, M4F] {
-        let r = report(board)?;
+        let r = report(board, &name)?;
         println!(
             "{:<22} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8.2}",
             board.target,
