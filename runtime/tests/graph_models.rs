@@ -104,3 +104,52 @@ fn classify_on_qemu_builds_the_service_for_a_graph_model_and_agrees_bit_for_bit(
         "{stdout}"
     );
 }
+
+#[test]
+fn a_zero_pad_before_a_conv_is_that_convs_padding() {
+    // tf2onnx writes "same" padding as a Pad node before a Conv without pads.
+    let original = std::fs::read(root().join("models/mnist_cnn.onnx")).unwrap();
+    let mut proto = ModelProto::decode(&original[..]).unwrap();
+    let g = proto.graph.as_mut().unwrap();
+    let convs: Vec<usize> = (0..g.node.len())
+        .filter(|&i| g.node[i].op_type == "Conv")
+        .collect();
+    for (k, &i) in convs.iter().enumerate().rev() {
+        let input = g.node[i].input[0].clone();
+        let padded = format!("padded_{k}");
+        let pads = format!("pads_{k}");
+        g.node[i].input[0] = padded.clone();
+        g.node[i].attribute.retain(|a| a.name != "pads");
+        g.node
+            .insert(i, onnx::node("Pad", &[&input, &pads], &padded, vec![]));
+        g.initializer
+            .push(onnx::ints(&pads, &[0, 0, 1, 1, 0, 0, 1, 1]));
+    }
+    let padded = Classifier::from_bytes(Path::new("padded.onnx"), &proto.encode_to_vec()).unwrap();
+    let committed = Classifier::from_bytes(Path::new("mnist_cnn.onnx"), &original).unwrap();
+    let data = root().join("data/mnist");
+    let test = mnist::load(&data, Split::Test).unwrap().take(500);
+    let [a, b] = [&padded, &committed].map(|c| {
+        let q = quantize::quantize_mnist(c, &data, 500, 1).unwrap();
+        quantize::simulate(&q, &test).unwrap()
+    });
+    assert_eq!(
+        a, b,
+        "the padded graph's int8 logits equal the committed one's"
+    );
+    // A Pad that no Conv reads is refused, in one line naming it.
+    let g = proto.graph.as_mut().unwrap();
+    let pool = g.node.iter().position(|n| n.op_type == "MaxPool").unwrap();
+    let input = g.node[pool].input[0].clone();
+    g.node[pool].input[0] = "pool_padded".into();
+    g.node.insert(
+        pool,
+        onnx::node("Pad", &[&input, "pads_0"], "pool_padded", vec![]),
+    );
+    let c = Classifier::from_bytes(Path::new("pool_pad.onnx"), &proto.encode_to_vec()).unwrap();
+    let why = quantize::refusal(&c).unwrap();
+    assert!(
+        why.contains("(Pad): a Pad is supported only right before the Conv"),
+        "{why}"
+    );
+}

@@ -137,9 +137,9 @@ impl Act {
 }
 
 /// The ONNX operators Ember's int8 compiler takes: the one list, which `inspect` and every
-/// refusal read. Shape arithmetic on constants (Shape, Gather, Concat of shapes, Reshape of
+/// refusal read. A zero Pad folds into the Conv that reads it. Shape arithmetic on constants (Shape, Gather, Concat of shapes, Reshape of
 /// constants) folds away whatever its operators.
-pub const OPS: [&str; 22] = [
+pub const OPS: [&str; 23] = [
     "Conv",
     "BatchNormalization",
     "Relu",
@@ -156,6 +156,7 @@ pub const OPS: [&str; 22] = [
     "MatMul",
     "Add",
     "Concat",
+    "Pad",
     "Dropout",
     "Identity",
     "Cast",
@@ -184,6 +185,9 @@ struct Builder {
     readers: Vec<usize>,
     /// The node writing each value (none for the image).
     writer: Vec<Option<usize>>,
+    /// Zero padding waiting for the Conv that reads it, by the Pad's output name: the Pad
+    /// node's name and (top, left, bottom, right).
+    pads: HashMap<String, (String, [usize; 4])>,
 }
 
 impl Builder {
@@ -244,6 +248,7 @@ pub fn read(graph: &GraphProto, input: &str) -> Result<FloatGraph, String> {
         kinds: Vec::new(),
         readers: Vec::new(),
         writer: Vec::new(),
+        pads: HashMap::new(),
     };
     let mut value_of: HashMap<String, usize> = HashMap::new();
     value_of.insert(input.to_string(), b.value(Kind::Image, readers(input)));
@@ -272,6 +277,11 @@ pub fn read(graph: &GraphProto, input: &str) -> Result<FloatGraph, String> {
                 value_of.insert(out, v);
             }
         }
+    }
+    if let Some((name, _)) = b.pads.values().next() {
+        return Err(format!(
+            "node {name:?} (Pad): a Pad is supported only right before the Conv that reads it"
+        ));
     }
     let output = final_outputs
         .first()
@@ -403,7 +413,24 @@ impl<'g> Reader<'g> {
         };
         let op = node.op_type.as_str();
         Ok(match op {
-            "Conv" => new(b, self.conv(node)?, vec![v]),
+            "Conv" => {
+                let mut conv = self.conv(node)?;
+                if let (Some((_, [t, l, bottom, r])), FloatOp::Conv { pad, pad_end, .. }) =
+                    (b.pads.remove(&node.input[0]), &mut conv)
+                {
+                    *pad = (pad.0 + t, pad.1 + l);
+                    *pad_end = (pad_end.0 + bottom, pad_end.1 + r);
+                }
+                new(b, conv, vec![v])
+            }
+            "Pad" => {
+                let pads = self.zero_pads(node)?;
+                if readers != 1 {
+                    return Err("a Pad is supported only before one Conv".into());
+                }
+                b.pads.insert(out.to_string(), (node.name.clone(), pads));
+                Step::Same(v)
+            }
             "BatchNormalization" => {
                 fold_batch_norm(self, node, b.sole_writer(v))?;
                 recalibrate(b, v, out);
@@ -491,6 +518,56 @@ impl<'g> Reader<'g> {
                 ))
             }
         })
+    }
+
+    /// A Pad's (top, left, bottom, right), when it pads only height and width with zeros.
+    fn zero_pads(&self, node: &NodeProto) -> Result<[usize; 4], String> {
+        let mode = attr(node, "mode").map(|a| String::from_utf8_lossy(&a.s).into_owned());
+        if mode.as_deref().is_some_and(|m| m != "constant") {
+            return Err(format!("mode {mode:?}: only constant padding is supported"));
+        }
+        let pads = match node.input.get(1).filter(|s| !s.is_empty()) {
+            Some(name) => self.int64s(name)?,
+            None => attr_ints(node, "pads").ok_or("a Pad without pads")?,
+        };
+        let value = match node.input.get(2).filter(|s| !s.is_empty()) {
+            Some(name) => self.constant(name)?.1.first().copied().unwrap_or(0.0),
+            None => attr_f(node, "value").unwrap_or(0.0),
+        };
+        if node.input.get(3).is_some_and(|s| !s.is_empty()) {
+            return Err("a Pad with axes is not supported".into());
+        }
+        match pads.as_slice() {
+            [0, 0, t, l, 0, 0, b, r] if value == 0.0 && [t, l, b, r].iter().all(|&&p| p >= 0) => {
+                Ok([*t as usize, *l as usize, *b as usize, *r as usize])
+            }
+            _ => Err(format!(
+                "pads {pads:?} with value {value}: only zero padding of height and width is supported"
+            )),
+        }
+    }
+
+    /// The values of a constant int64 tensor (an initializer or a Constant node).
+    fn int64s(&self, name: &str) -> Result<Vec<i64>, String> {
+        let t = match (self.initializers.get(name), self.producers.get(name)) {
+            (Some(t), _) => *t,
+            (None, Some(n)) if n.op_type == "Constant" => n
+                .attribute
+                .iter()
+                .find_map(|a| a.t.as_ref())
+                .ok_or("Constant without a tensor value")?,
+            _ => return Err(format!("{name:?} is not a constant")),
+        };
+        if t.data_type != 7 {
+            return Err(format!("tensor {name:?} is not int64"));
+        }
+        if !t.int64_data.is_empty() {
+            return Ok(t.int64_data.clone());
+        }
+        Ok(t.raw_data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect())
     }
 
     /// The value of a constant tensor: an initializer, a Constant node, or a reshape of one.
