@@ -206,11 +206,6 @@ impl Model<'_> {
         spans
     }
 
-    /// Whether two tensors hold data at the same time.
-    pub fn alive_together(&self, a: usize, b: usize) -> bool {
-        overlap(self.lifetime(a), self.lifetime(b))
-    }
-
     /// Checks that every layer reads and writes tensors of the shapes it expects, in a
     /// topological order, that each slice has the length its shape implies, and that no two
     /// tensors alive at once share bytes.
@@ -293,8 +288,8 @@ impl Model<'_> {
     }
 }
 
-/// Whether two lifetimes meet.
-fn overlap(a: Option<(usize, usize)>, b: Option<(usize, usize)>) -> bool {
+/// Whether two lifetimes meet (`None`: a tensor that never holds data).
+pub(crate) fn overlap(a: Option<(usize, usize)>, b: Option<(usize, usize)>) -> bool {
     matches!((a, b), (Some(x), Some(y)) if x.0 <= y.1 && y.0 <= x.1)
 }
 

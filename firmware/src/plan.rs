@@ -3,7 +3,7 @@
 //! the largest tensor first, each at the lowest offset free over its lifetime. It runs at
 //! compile time; the offsets are constants in the generated model.
 
-use crate::model::Model;
+use crate::model::{overlap, Model};
 
 /// Plans `model`'s tensors (their offsets in `model` are ignored): writes each tensor's
 /// offset to `offsets` and returns the arena's size, the plan's peak.
@@ -13,11 +13,14 @@ pub fn greedy(model: &Model, offsets: &mut [u32]) -> usize {
     offsets.iter_mut().for_each(|o| *o = UNPLACED);
     let len = |t: usize| model.tensors[t].shape.len();
     let lives = model.lifetimes();
-    let live = |t: usize| lives.get(t).copied().flatten();
-    let meets = |a: usize, b: usize| match (live(a), live(b)) {
-        (Some(x), Some(y)) => x.0 <= y.1 && y.0 <= x.1,
-        _ => false,
+    let live = |t: usize| {
+        lives
+            .get(t)
+            .copied()
+            .flatten()
+            .map(|(a, b)| (a as usize, b as usize))
     };
+    let meets = |a: usize, b: usize| overlap(live(a), live(b));
     let mut peak = 0;
     for _ in 0..n {
         // The largest tensor not yet placed (the first of equals).

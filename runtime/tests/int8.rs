@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use mnist::{Dataset, Split};
-use onnx::{floats, int_attr, ints_attr, node};
+use onnx::{floats, initializer, int_attr, ints_attr, node};
 use prost::Message;
 use runtime::classifier::{argmax, Classifier};
 use runtime::quantize::{self, codegen};
@@ -95,26 +95,6 @@ fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
         "{cost:?}"
     );
     assert!(cost.agreement >= 0.995, "{cost:?}");
-}
-
-fn initializer(proto: &ModelProto, name: &str) -> (Vec<i64>, Vec<f32>) {
-    let t = proto
-        .graph
-        .as_ref()
-        .unwrap()
-        .initializer
-        .iter()
-        .find(|t| t.name == name)
-        .unwrap();
-    let v = if t.float_data.is_empty() {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    } else {
-        t.float_data.clone()
-    };
-    (t.dims.clone(), v)
 }
 
 /// The committed ONNX rewritten as another exporter might write it: NHWC input with a

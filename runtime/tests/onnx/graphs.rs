@@ -47,19 +47,13 @@ pub fn branched() -> Vec<u8> {
         .unwrap();
     let w3 = g.node[conv3].input[1].clone();
     // conv3 reads 20 channels: the 16 it had, then 4 it ignores (zero weights).
-    let t = g.initializer.iter_mut().find(|t| t.name == w3).unwrap();
-    let old: Vec<f32> = if t.float_data.is_empty() {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    } else {
-        t.float_data.clone()
-    };
+    let (_, old) = super::initializer(&proto, &w3);
     let widened: Vec<f32> = old
         .chunks_exact(16 * 9)
         .flat_map(|o| o.iter().copied().chain(std::iter::repeat_n(0.0, 4 * 9)))
         .collect();
+    let g = proto.graph.as_mut().unwrap();
+    let t = g.initializer.iter_mut().find(|t| t.name == w3).unwrap();
     *t = floats(&w3, &[32, 20, 3, 3], widened);
     g.node[conv3].input[0] = "joined".into();
     let branch = vec![

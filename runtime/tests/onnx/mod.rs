@@ -100,6 +100,27 @@ pub fn encode(graph: GraphProto, producer: &str, opset: i64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// An initializer's dims and values, from float_data or little-endian raw_data.
+pub fn initializer(proto: &ModelProto, name: &str) -> (Vec<i64>, Vec<f32>) {
+    let t = proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap();
+    let v = if t.float_data.is_empty() {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    } else {
+        t.float_data.clone()
+    };
+    (t.dims.clone(), v)
+}
+
 /// A node with one output.
 pub fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
