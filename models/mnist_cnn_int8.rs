@@ -1139,14 +1139,14 @@ static LAYERS: [Layer<'static>; 8] = [
 ];
 
 static EDGES: [Edge<'static>; 8] = [
-    Edge { inputs: &[0], output: 1 },
-    Edge { inputs: &[1], output: 2 },
-    Edge { inputs: &[2], output: 3 },
-    Edge { inputs: &[3], output: 4 },
-    Edge { inputs: &[4], output: 5 },
-    Edge { inputs: &[5], output: 6 },
-    Edge { inputs: &[6], output: 7 },
-    Edge { inputs: &[7], output: 8 },
+    Edge { inputs: &[0], output: 1, fused: false }, // 0: conv 1→8 3×3
+    Edge { inputs: &[1], output: 2, fused: true }, // 1: maxpool 2×2: fused into layer 0's step
+    Edge { inputs: &[2], output: 3, fused: false }, // 2: conv 8→16 3×3
+    Edge { inputs: &[3], output: 4, fused: true }, // 3: maxpool 2×2: fused into layer 2's step
+    Edge { inputs: &[4], output: 5, fused: false }, // 4: conv 16→32 3×3
+    Edge { inputs: &[5], output: 6, fused: true }, // 5: maxpool 2×2: fused into layer 4's step
+    Edge { inputs: &[6], output: 7, fused: false }, // 6: dense 288→64
+    Edge { inputs: &[7], output: 8, fused: false }, // 7: dense 64→10
 ];
 
 /// Every tensor, the image first, at the offset the memory plan gave it.

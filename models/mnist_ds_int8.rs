@@ -558,18 +558,18 @@ static LAYERS: [Layer<'static>; 12] = [
 ];
 
 static EDGES: [Edge<'static>; 12] = [
-    Edge { inputs: &[0], output: 1 },
-    Edge { inputs: &[1], output: 2 },
-    Edge { inputs: &[2], output: 3 },
-    Edge { inputs: &[3], output: 4 },
-    Edge { inputs: &[4], output: 5 },
-    Edge { inputs: &[5], output: 6 },
-    Edge { inputs: &[6], output: 7 },
-    Edge { inputs: &[7, 5], output: 8 },
-    Edge { inputs: &[8], output: 9 },
-    Edge { inputs: &[9], output: 10 },
-    Edge { inputs: &[10], output: 11 },
-    Edge { inputs: &[11], output: 12 },
+    Edge { inputs: &[0], output: 1, fused: false }, // 0: conv 1→16 3×3
+    Edge { inputs: &[1], output: 2, fused: true }, // 1: maxpool 2×2: fused into layer 0's step
+    Edge { inputs: &[2], output: 3, fused: false }, // 2: dwconv 16→16 3×3
+    Edge { inputs: &[3], output: 4, fused: false }, // 3: conv 16→48 1×1
+    Edge { inputs: &[4], output: 5, fused: true }, // 4: maxpool 2×2: fused into layer 3's step
+    Edge { inputs: &[5], output: 6, fused: false }, // 5: dwconv 48→48 3×3
+    Edge { inputs: &[6], output: 7, fused: false }, // 6: conv 48→48 1×1
+    Edge { inputs: &[7, 5], output: 8, fused: false }, // 7: add
+    Edge { inputs: &[8], output: 9, fused: false }, // 8: dwconv 48→48 3×3 s2×2
+    Edge { inputs: &[9], output: 10, fused: false }, // 9: conv 48→96 1×1
+    Edge { inputs: &[10], output: 11, fused: false }, // 10: avgpool 4×4
+    Edge { inputs: &[11], output: 12, fused: false }, // 11: dense 96→10
 ];
 
 /// Every tensor, the image first, at the offset the memory plan gave it.

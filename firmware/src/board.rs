@@ -61,21 +61,21 @@ impl Clock {
         instructions * 1000 / self.milli_per_tick.max(1) as u64
     }
 
-    /// Runs `model` on `input` (as [`crate::model::run_with`]), adding each layer's ticks to
+    /// Runs `model` on `input` ([`crate::Checked::run`]), adding each layer's ticks to
     /// `layer_ticks` (a max pool fused into the convolution before it gets only the
     /// measuring); returns the output and the ticks of the whole inference. Inlined, so that
     /// the stack the binaries measure is what the inference itself needs.
     #[inline(always)]
     pub fn run_timed<K: crate::kernels::Kernels>(
         &mut self,
-        model: &crate::Model,
+        model: &crate::Checked<K>,
         input: &[u8],
         arena: &mut [i8],
         layer_ticks: &mut [u64],
     ) -> (Result<crate::Output, crate::Error>, u64) {
         let start = self.now();
         let mut last = start;
-        let result = crate::model::run_linked::<K>(model, input, arena, |layer, _| {
+        let result = model.run(input, arena, |layer, _| {
             let now = self.now();
             if let Some(t) = layer_ticks.get_mut(layer) {
                 *t += now - last;

@@ -36,6 +36,14 @@ fn main() -> ! {
     let Some(arena) = cortex_m::singleton!(: [i8; ARENA_LEN] = [0; ARENA_LEN]) else {
         fail()
     };
+    let checked = match model::MODEL.check::<model::Used>() {
+        Ok(checked) => checked,
+        Err(e) => {
+            let _ = writeln!(out, "error: model refused to run: {e}");
+            debug::exit(debug::EXIT_FAILURE);
+            fail()
+        }
+    };
     let layers = model::MODEL.layers.len();
     let mut layer_ticks = [0u64; 16];
     let (mut total_ticks, mut correct) = (0u64, 0usize);
@@ -48,13 +56,12 @@ fn main() -> ! {
         ARENA_LEN
     );
     for (i, (image, &label)) in digits::DIGITS.iter().zip(digits::LABELS.iter()).enumerate() {
-        let (result, ticks) =
-            clock.run_timed::<model::Used>(&model::MODEL, image, arena, &mut layer_ticks);
+        let (result, ticks) = clock.run_timed(&checked, image, arena, &mut layer_ticks);
         total_ticks += ticks;
         let output = match result {
             Ok(output) => output,
             Err(e) => {
-                let _ = writeln!(out, "error: model refused to run: {e:?}");
+                let _ = writeln!(out, "error: model refused to run: {e}");
                 debug::exit(debug::EXIT_FAILURE);
                 fail()
             }

@@ -19,6 +19,6 @@ pub mod requant;
 pub mod simd;
 
 pub use model::{
-    run, Add, Concat, ConcatPart, Conv, Edge, Error, FullyConnected, Layer, Model, Output, Pool,
-    PoolKind, Rescale, Shape, Tensor,
+    run, Add, Checked, Concat, ConcatPart, Conv, Edge, Error, FullyConnected, Layer, Model, Output,
+    Pool, PoolKind, Rescale, Shape, Tensor,
 };

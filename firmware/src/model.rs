@@ -31,6 +31,10 @@ pub struct Edge<'a> {
     pub inputs: &'a [u16],
     /// Tensor written.
     pub output: u16,
+    /// The compiler fused this layer into the step of the one before: a max pool that runs
+    /// inside its convolution's kernel, so that the convolution's full output never exists
+    /// ([`Model::may_fuse`] says when it may).
+    pub fused: bool,
 }
 
 /// A quantized classifier: layers, their tensors, the input's quantization and the logits'
@@ -164,7 +168,7 @@ impl Model<'_> {
 
     /// The steps during which `tensor` holds data: from the layer that writes it (0 for the
     /// input) to the last that reads it (the end, for the logits). A max pool fused into the
-    /// convolution before it ([`Model::fused`]) is written during the convolution's step, and
+    /// convolution before it ([`Edge::fused`]) is written during the convolution's step, and
     /// the convolution's own output then never exists: `None`.
     pub fn lifetime(&self, tensor: usize) -> Option<(usize, usize)> {
         self.lifetimes()
@@ -225,7 +229,8 @@ impl Model<'_> {
                 });
             let output_agrees = edge.output as usize == written
                 && shape(edge.output).map(|s| s.len()) == Some(layer.output_len());
-            if !inputs_agree || !output_agrees || !layer.check() {
+            let fusion_allowed = !edge.fused || self.may_fuse(index);
+            if !inputs_agree || !output_agrees || !fusion_allowed || !layer.check() {
                 return Err(Error::BadLayer { index });
             }
             written += 1;
@@ -263,9 +268,15 @@ impl Model<'_> {
         self.layers.iter().map(Layer::macs).sum()
     }
 
-    /// Whether layer `index` is a max pool that runs fused into the convolution before it
-    /// ([`kernels::fuses`]): it reads that convolution's output, and nothing else does.
+    /// Whether layer `index` runs fused into the step of the layer before ([`Edge::fused`]).
     pub fn fused(&self, index: usize) -> bool {
+        self.edges.get(index).is_some_and(|e| e.fused)
+    }
+
+    /// Whether layer `index` may be fused into the convolution before it ([`kernels::fuses`]):
+    /// it is a max pool that reads that convolution's output, and nothing else reads it. The
+    /// compiler asks this; [`Model::validate`] refuses a fusion it does not allow.
+    pub fn may_fuse(&self, index: usize) -> bool {
         let Some(before) = index.checked_sub(1) else {
             return false;
         };
@@ -297,56 +308,103 @@ pub(crate) fn overlap(a: Option<(usize, usize)>, b: Option<(usize, usize)>) -> b
 pub const MAX_TENSORS: usize = 128;
 
 /// Runs `model` on a 28×28 image (0 = background, 255 = ink) using `arena` for activations.
+/// Checks the model first; a firmware that runs one model many times checks it once
+/// ([`Model::check`]) and runs the [`Checked`] model.
 pub fn run(model: &Model, input: &[u8], arena: &mut [i8]) -> Result<Output, Error> {
-    run_with(model, input, arena, |_, _| {})
+    model.check::<kernels::All>()?.run(input, arena, |_, _| {})
 }
 
-/// Like [`run`], calling `after_layer(index, output)` after each layer (for tracing and
-/// per-layer cost measurement on the device). A convolution fused with the max pool after it
-/// ([`Model::fused`]) runs as one step: `after_layer` is then called for both layers, with the
-/// pool's output, the second call right after the first.
+/// Like [`run`], calling `after_layer(index, output)` after each layer (see [`Checked::run`]).
 pub fn run_with(
     model: &Model,
     input: &[u8],
     arena: &mut [i8],
     after_layer: impl FnMut(usize, &[i8]),
 ) -> Result<Output, Error> {
-    run_linked::<kernels::All>(model, input, arena, after_layer)
+    model
+        .check::<kernels::All>()?
+        .run(input, arena, after_layer)
 }
 
-/// [`run_with`] with only the kernels `K` (a generated model's `Used`), so that a firmware
-/// links no other: a layer that needs another is refused as [`Error::NotLinked`].
-pub fn run_linked<K: kernels::Kernels>(
-    model: &Model,
-    input: &[u8],
-    arena: &mut [i8],
-    mut after_layer: impl FnMut(usize, &[i8]),
-) -> Result<Output, Error> {
-    model.validate()?;
-    if let Some(index) = model.layers.iter().position(|l| !K::links(l)) {
-        return Err(Error::NotLinked { index });
+/// A model that passed [`Model::validate`] with every kernel it needs in `K` (a generated
+/// model's `Used`, so that a firmware links no other kernel). Checking is done once; each run
+/// checks only the arena and the input.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'a, K> {
+    model: Model<'a>,
+    arena_needed: usize,
+    kernels: core::marker::PhantomData<K>,
+}
+
+impl<'a> Model<'a> {
+    /// Validates the model and that `K` links a kernel for each of its layers (else
+    /// [`Error::NotLinked`]).
+    pub fn check<K: kernels::Kernels>(&self) -> Result<Checked<'a, K>, Error> {
+        self.validate()?;
+        if let Some(index) = self.layers.iter().position(|l| !K::links(l)) {
+            return Err(Error::NotLinked { index });
+        }
+        Ok(Checked {
+            model: *self,
+            arena_needed: self.arena_needed(),
+            kernels: core::marker::PhantomData,
+        })
     }
-    let needed = model.arena_needed();
-    if arena.len() < needed {
-        return Err(Error::ArenaTooSmall {
-            needed,
-            given: arena.len(),
-        });
+}
+
+impl<K: kernels::Kernels> Checked<'_, K> {
+    /// The model.
+    pub fn model(&self) -> &Model<'_> {
+        &self.model
     }
-    let first = model.tensors[0].span();
-    if input.len() != first.len() {
-        return Err(Error::InputSize {
-            expected: first.len(),
-            given: input.len(),
-        });
+
+    /// Runs the model on `input` in `arena`, calling `after_layer(index, output)` after each
+    /// layer (for tracing and per-layer cost on the device). A layer fused into the step before
+    /// ([`Edge::fused`]) has its call right after that step's, with the same output.
+    pub fn run(
+        &self,
+        input: &[u8],
+        arena: &mut [i8],
+        mut after_layer: impl FnMut(usize, &[i8]),
+    ) -> Result<Output, Error> {
+        let model = &self.model;
+        if arena.len() < self.arena_needed {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_needed,
+                given: arena.len(),
+            });
+        }
+        let first = model.tensors[0].span();
+        if input.len() != first.len() {
+            return Err(Error::InputSize {
+                expected: first.len(),
+                given: input.len(),
+            });
+        }
+        for (q, &p) in arena[first].iter_mut().zip(input) {
+            *q = (p as i32 + model.input_zero_point as i32).clamp(-128, 127) as i8;
+        }
+        let mut index = 0;
+        while index < model.layers.len() {
+            let last = if model.fused(index + 1) {
+                index + 1
+            } else {
+                index
+            };
+            let output = self.step(index, last, arena);
+            for i in index..=last {
+                after_layer(i, output);
+            }
+            index = last + 1;
+        }
+        let logits_at = model.tensors[model.edges[model.edges.len() - 1].output as usize].span();
+        Ok(Output::from_logits(model, &arena[logits_at]))
     }
-    for (q, &p) in arena[first].iter_mut().zip(input) {
-        *q = (p as i32 + model.input_zero_point as i32).clamp(-128, 127) as i8;
-    }
-    let mut index = 0;
-    while let Some(layer) = model.layers.get(index) {
-        let fused = model.fused(index + 1);
-        let last = if fused { index + 1 } else { index };
+
+    /// Runs layers `index..=last` (one, or a convolution and its fused pool) and returns the
+    /// tensor written.
+    fn step<'s>(&self, index: usize, last: usize, arena: &'s mut [i8]) -> &'s [i8] {
+        let model = &self.model;
         let out = model.tensors[model.edges[last].output as usize].span();
         let (before, rest) = arena.split_at_mut(out.start);
         let (output, after) = rest.split_at_mut(out.len());
@@ -357,8 +415,8 @@ pub fn run_linked<K: kernels::Kernels>(
                 false => &after[span.start - out.end..span.end - out.end],
             }
         };
-        match (layer, model.layers.get(index + 1)) {
-            (Layer::Conv(c), Some(Layer::Pool(p))) if fused => {
+        match (&model.layers[index], model.layers.get(last)) {
+            (Layer::Conv(c), Some(Layer::Pool(p))) if last > index => {
                 kernels::conv_max_pool(c, p, read(0), output)
             }
             (Layer::Conv(c), _) => kernels::conv_linked::<K>(c, read(0), output),
@@ -374,27 +432,27 @@ pub fn run_linked<K: kernels::Kernels>(
             }
             (Layer::Add(_) | Layer::Concat(_), _) => {}
         }
-        for i in index..=last {
-            after_layer(i, output);
-        }
-        index = last + 1;
+        output
     }
-    let logits_at = model.tensors[model.edges[model.edges.len() - 1].output as usize].span();
-    let mut logits = [0i8; 10];
-    logits.copy_from_slice(&arena[logits_at]);
-    let mut scores = [0f32; 10];
-    let mut class = 0;
-    for (i, (&q, s)) in logits.iter().zip(scores.iter_mut()).enumerate() {
-        *s = (q as i32 - model.output_zero_point as i32) as f32 * model.output_scale;
-        if q > logits[class] {
-            class = i;
+}
+
+impl Output {
+    /// The output of `model` whose logits are `logits` (ten int8 values).
+    fn from_logits(model: &Model, logits: &[i8]) -> Output {
+        let mut out = Output {
+            logits: [0; 10],
+            scores: [0.0; 10],
+            class: 0,
+        };
+        out.logits.copy_from_slice(logits);
+        for (i, (&q, s)) in out.logits.iter().zip(out.scores.iter_mut()).enumerate() {
+            *s = (q as i32 - model.output_zero_point as i32) as f32 * model.output_scale;
+            if q > out.logits[out.class as usize] {
+                out.class = i as u8;
+            }
         }
+        out
     }
-    Ok(Output {
-        logits,
-        scores,
-        class: class as u8,
-    })
 }
 
 #[cfg(test)]
@@ -423,6 +481,7 @@ mod tests {
         static EDGES: [Edge<'static>; 1] = [Edge {
             inputs: &[0],
             output: 1,
+            fused: false,
         }];
         static TENSORS: [Tensor; 2] = [
             Tensor {

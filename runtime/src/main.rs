@@ -866,7 +866,9 @@ fn quantize_command(
             let tensor = fw.tensors[edge.output as usize];
             json!({"layer": name, "output": shape, "inputs": edge.inputs, "params": params, "macs": l.macs(),
                    "weight_bytes": l.weight_bytes(), "activation_bytes": l.output_len(),
-                   "arena_offset": tensor.offset})
+                   "fused": edge.fused,
+                   // A convolution whose max pool runs inside it never stores its output.
+                   "arena_offset": fw.lifetime(edge.output as usize).map(|_| tensor.offset)})
         })
         .collect();
     let total = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();

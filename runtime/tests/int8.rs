@@ -97,6 +97,57 @@ fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
     assert!(cost.agreement >= 0.995, "{cost:?}");
 }
 
+/// The compiler's fused steps are what the firmware runs: unfusing them changes no logit but
+/// needs the convolutions' full outputs, and a fusion the firmware cannot run is refused.
+#[test]
+fn fused_steps_are_the_compilers_and_the_firmware_checks_them() {
+    let model = committed::MODEL;
+    let fused: Vec<usize> = (0..model.layers.len())
+        .filter(|&i| model.fused(i))
+        .collect();
+    assert_eq!(
+        fused,
+        [1, 3, 5],
+        "each max pool runs inside its convolution"
+    );
+    let test = test_set();
+    let unfused_edges: Vec<firmware::Edge> = model
+        .edges
+        .iter()
+        .map(|e| firmware::Edge { fused: false, ..*e })
+        .collect();
+    // Unfused, every tensor needs its own bytes: an arena of all activations.
+    let mut tensors = model.tensors.to_vec();
+    let mut end = 0;
+    for t in &mut tensors {
+        t.offset = end;
+        end += t.shape.len() as u32;
+    }
+    let unfused = firmware::Model {
+        edges: &unfused_edges,
+        tensors: &tensors,
+        ..model
+    };
+    assert!(unfused.arena_needed() > 4 * model.arena_needed());
+    let (mut small, mut large) = (vec![0i8; model.arena_needed()], vec![0i8; end as usize]);
+    for i in 0..200 {
+        let fast = firmware::run(&model, test.image(i), &mut small).unwrap();
+        let slow = firmware::run(&unfused, test.image(i), &mut large).unwrap();
+        assert_eq!(fast.logits, slow.logits, "image {i}");
+    }
+    // A dense layer cannot run inside the step before it.
+    let mut wrong = model.edges.to_vec();
+    wrong[7].fused = true;
+    let wrong = firmware::Model {
+        edges: &wrong,
+        ..model
+    };
+    assert_eq!(
+        firmware::run(&wrong, test.image(0), &mut small),
+        Err(firmware::Error::BadLayer { index: 7 })
+    );
+}
+
 /// The committed ONNX rewritten as another exporter might write it: NHWC input with a
 /// Transpose, a BatchNormalization after the first Conv, the first Linear as Gemm with transB,
 /// and a final Softmax.

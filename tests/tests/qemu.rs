@@ -94,7 +94,7 @@ fn an_arena_too_small_is_reported_and_exits_non_zero() {
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("error: model refused to run: ArenaTooSmall"),
+            .contains("error: model refused to run: the arena has"),
         "{}",
         run.stdout
     );

@@ -17,6 +17,7 @@ mod service {
         encode, error_payload, Classification, Decoder, ErrorCode, Frame, Info, Kind, Refusal,
         MAX_FRAME, MAX_LAYER_COSTS,
     };
+    use firmware::{Checked, Error};
 
     #[allow(dead_code)]
     mod model {
@@ -29,9 +30,11 @@ mod service {
     /// QEMU, so each virtual millisecond takes several real ones.)
     const IDLE_INSTRUCTIONS: u64 = 4_000_000;
 
-    /// The service's state: the port, the clock, the arena and a reply buffer.
+    /// The service's state: the port, the clock, the model (checked once at start), the arena
+    /// and a reply buffer.
     struct Service {
         serial: Serial,
+        model: Result<Checked<'static, model::Used>, Error>,
         clock: Clock,
         arena: &'static mut [i8; model::ARENA_BYTES],
         reply: [u8; MAX_FRAME],
@@ -93,12 +96,13 @@ mod service {
 
         fn classify(&mut self, seq: u8, image: &[u8]) {
             let mut ticks = [0u64; MAX_LAYER_COSTS];
-            let (result, total) = self.clock.run_timed::<model::Used>(
-                &model::MODEL,
-                image,
-                &mut self.arena[..],
-                &mut ticks,
-            );
+            let (result, total) = match &self.model {
+                Ok(checked) => {
+                    self.clock
+                        .run_timed(checked, image, &mut self.arena[..], &mut ticks)
+                }
+                Err(e) => (Err(*e), 0),
+            };
             match result {
                 Ok(out) => {
                     let clock = &self.clock;
@@ -140,6 +144,7 @@ mod service {
         };
         let mut service = Service {
             serial,
+            model: model::MODEL.check(),
             clock: Clock::start(core.SYST),
             arena,
             reply: [0; MAX_FRAME],

@@ -225,11 +225,15 @@ pub fn rust_source(q: &QuantModel, from: &Provenance) -> String {
         "static EDGES: [Edge<'static>; {}] = [",
         model.edges.len()
     );
-    for e in model.edges {
+    for (i, (e, name)) in model.edges.iter().zip(q.names()).enumerate() {
+        let step = match e.fused {
+            true => format!(": fused into layer {}'s step", i.saturating_sub(1)),
+            false => String::new(),
+        };
         let _ = writeln!(
             out,
-            "    Edge {{ inputs: &{:?}, output: {} }},",
-            e.inputs, e.output
+            "    Edge {{ inputs: &{:?}, output: {}, fused: {} }}, // {i}: {name}{step}",
+            e.inputs, e.output, e.fused
         );
     }
     out.push_str("];\n\n");

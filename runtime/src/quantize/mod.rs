@@ -80,6 +80,8 @@ pub struct QLayer {
     pub params: Params,
     /// Tensors read.
     pub inputs: Vec<u16>,
+    /// Runs inside the step of the layer before ([`firmware::Edge::fused`]).
+    pub fused: bool,
     /// A name for reports.
     pub name: String,
 }
@@ -163,6 +165,7 @@ impl QuantModel {
                 .map(|(i, l)| Edge {
                     inputs: &l.inputs,
                     output: i as u16 + 1,
+                    fused: l.fused,
                 })
                 .collect(),
             q: self,
@@ -182,6 +185,19 @@ impl QuantModel {
     /// Bytes of every activation tensor together: what an arena without a plan would take.
     pub fn activation_bytes(&self) -> usize {
         self.tensors.iter().map(|t| t.shape.len()).sum()
+    }
+
+    /// Fuses every max pool that may run inside the convolution before it
+    /// ([`Model::may_fuse`]): the pool is then written during the convolution's step, and the
+    /// convolution's full output needs no room in the arena.
+    fn fuse_pools(&mut self) {
+        let view = self.view();
+        let model = view.model();
+        let fusable: Vec<bool> = (0..self.layers.len()).map(|i| model.may_fuse(i)).collect();
+        drop(view);
+        for (layer, fuse) in self.layers.iter_mut().zip(fusable) {
+            layer.fused = fuse;
+        }
     }
 
     /// Gives every tensor its offset in one arena ([`firmware::plan::greedy`]).
@@ -316,6 +332,7 @@ fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, S
         return Err("the scores must be the last layer's output".into());
     }
     (q.output_scale, q.output_zero_point) = (last.q.scale, last.q.zero_point);
+    q.fuse_pools();
     q.plan();
     Ok(q)
 }
@@ -345,6 +362,7 @@ fn lower(
                 layer,
                 params,
                 inputs: inputs.iter().map(|v| v.tensor).collect(),
+                fused: false,
                 name,
             }),
             value: Value {
