@@ -58,13 +58,16 @@ impl ConvProblem {
 /// channels per input channel of a group.
 fn problems(depthwise: bool) -> impl Strategy<Value = ConvProblem> {
     let shape = (1u16..6, 1u16..4, 1u16..4, 1u8..4, 1u8..3, 0u8..3, 1u8..3);
-    (shape, 3u16..10, 3u16..10, any::<u64>()).prop_filter_map(
+    // Depthwise: up to 70 channels (runs of 32 and a tail not a multiple of 4), filters up to
+    // 6×6 (past the fast path's 25 taps).
+    let depthwise_shape = (1u16..70, 1u8..7);
+    (shape, depthwise_shape, 3u16..10, 3u16..10, any::<u64>()).prop_filter_map(
         "the window fits",
-        move |((groups, per_group, mult, k, stride, pad, dilation), h, w, seed)| {
-            let (per_group, dilation) = if depthwise {
-                (1, 1)
+        move |((groups, per_group, mult, k, stride, pad, dilation), wide, h, w, seed)| {
+            let (groups, per_group, dilation, k) = if depthwise {
+                (wide.0, 1, 1, wide.1)
             } else {
-                (per_group, dilation)
+                (groups, per_group, dilation, k)
             };
             let span = (k as u16 - 1) * dilation as u16 + 1;
             let pad = pad.min(k - 1);
