@@ -35,7 +35,7 @@ enum Command {
         /// Network to train: `cnn` (Ember's, for microcontrollers) or `mlp` (the tutorial's).
         #[arg(long, value_enum, default_value = "cnn")]
         arch: Arch,
-        /// Passes over the training set [default: cnn 8, mlp 3].
+        /// Passes over the training set [default: cnn 8, ds 10, mlp 3].
         #[arg(long)]
         epochs: Option<usize>,
         /// Images per optimizer step [default: cnn 64, mlp 32].

@@ -223,6 +223,26 @@ proptest! {
         }
     }
 
+    /// The Add kernel (its tables past 512 values) equals the reference, element by element.
+    #[test]
+    fn add_equals_the_reference(
+        scales in (0.001f32..1.0, 0.001f32..1.0, 0.001f32..2.0),
+        zps in any::<(i8, i8, i8)>(),
+        clamp in any::<(i8, i8)>(),
+        len in 1usize..1500,
+        seed in any::<u64>(),
+    ) {
+        let (lo, hi) = (clamp.0.min(clamp.1), clamp.0.max(clamp.1));
+        let shape = Shape { h: 1, w: 1, c: len as u16 };
+        let a = Add::from_scales(shape, [(scales.0, zps.0), (scales.1, zps.1)], (scales.2, zps.2), (lo, hi));
+        let mut rng = Rng(seed | 1);
+        let (p, q) = (rng.i8s(len), rng.i8s(len));
+        let (mut fast, mut slow) = (std::vec![0i8; len], std::vec![0i8; len]);
+        add(&a, &p, &q, &mut fast);
+        reference::add(&a, &p, &q, &mut slow);
+        prop_assert_eq!(fast, slow);
+    }
+
     /// Concat puts each input's channels in place, rescaled within one step of float, and
     /// copies an input already at the output's quantization.
     #[test]

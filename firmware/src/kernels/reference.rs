@@ -2,8 +2,8 @@
 //! compute them. The fast kernels must equal these bit for bit; a layer no fast kernel takes
 //! runs through these.
 
-use crate::model::Conv;
-use crate::requant::requantize;
+use crate::model::{Add, Conv};
+use crate::requant::{multiply_by_quantized_multiplier, requantize};
 
 /// Convolution with any groups, stride, padding and dilation; padded taps read the input's
 /// zero point (they add nothing).
@@ -50,5 +50,25 @@ pub fn conv(l: &Conv, x: &[i8], out: &mut [i8]) {
                 );
             }
         }
+    }
+}
+
+/// TFLite's ADD, one element at a time: each input centred, shifted left by
+/// [`Add::LEFT_SHIFT`] and rescaled, the two summed, then requantized and clamped.
+pub fn add(a: &Add, x: &[i8], y: &[i8], out: &mut [i8]) {
+    for ((slot, &p), &q) in out.iter_mut().zip(x).zip(y) {
+        let sum = [p, q].iter().zip(a.inputs).fold(0i32, |sum, (&v, r)| {
+            let centred = (v as i32 - r.zero_point as i32) << Add::LEFT_SHIFT;
+            sum + multiply_by_quantized_multiplier(centred, r.multiplier, r.shift as i32)
+        });
+        let o = a.output;
+        *slot = requantize(
+            sum,
+            o.multiplier,
+            o.shift,
+            o.zero_point,
+            a.act_min,
+            a.act_max,
+        );
     }
 }

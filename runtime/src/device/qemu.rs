@@ -213,8 +213,16 @@ pub fn service_for(
         );
     }
     let source = dir.join("model_int8.rs");
-    if !source.is_file() {
+    // The generated code is the compiler's as much as the model's: a runtime built from other
+    // sources makes it again (a file whose bytes do not change is not rewritten, so cargo
+    // rebuilds only when they do).
+    let stamp = dir.join("made-by");
+    let compiler = compiler_identity();
+    let made_by = std::fs::read_to_string(&stamp).unwrap_or_default();
+    if !source.is_file() || made_by != compiler {
         generate(board, classifier, data, &source)?;
+        std::fs::write(&stamp, &compiler)
+            .with_context(|| format!("{}: cannot write", stamp.display()))?;
     }
     eprintln!(
         "the inference service for {model} on {}: built in {} (again only when the firmware changes)",
@@ -222,6 +230,22 @@ pub fn service_for(
         dir.display()
     );
     build(board, "serve", "", &dir.join("target"), Some(&source), None)
+}
+
+/// This runtime's version, commit and executable (size and modification time): what made a
+/// generated model.
+fn compiler_identity() -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            let at = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            format!("{} bytes, modified {:?}", m.len(), at.unwrap_or_default())
+        })
+        .unwrap_or_default();
+    format!("runtime {}; {exe}\n", env!("EMBER_VERSION"))
 }
 
 /// Quantizes `classifier` with the defaults and writes its generated model to `source`, once
@@ -260,14 +284,15 @@ fn generate(
         sha256: &classifier.sha256,
         command: &command,
     };
+    let text = crate::quantize::codegen::rust_source(&q, &provenance);
+    if std::fs::read_to_string(source).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
     // Written whole under a private name first, so that a concurrent run never reads half.
     let partial = source.with_extension(format!("{}.part", std::process::id()));
-    std::fs::write(
-        &partial,
-        crate::quantize::codegen::rust_source(&q, &provenance),
-    )
-    .and_then(|()| std::fs::rename(&partial, source))
-    .with_context(|| format!("{}: cannot write", source.display()))
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, source))
+        .with_context(|| format!("{}: cannot write", source.display()))
 }
 
 /// Writes `elf` to a file in the temporary folder named by its hash, unless it is there.
