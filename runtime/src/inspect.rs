@@ -64,7 +64,7 @@ pub fn inspect(c: &Classifier) -> Inspection {
         input: c.input.clone(),
         operators,
         parameters,
-        firmware_refusal: crate::quantize::refusal(c),
+        firmware_refusal: crate::quantize::refusal(c).map(|e| e.to_string()),
         metadata: c
             .proto
             .metadata_props

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 
 use tract_onnx::pb::{self, GraphProto, NodeProto, TensorProto};
 
+use super::error::{Node, QuantizeError};
+
 /// A float layer, weights in ONNX order.
 #[derive(Debug, Clone)]
 pub enum FloatOp {
@@ -103,6 +105,8 @@ pub struct FloatNode {
     pub output: usize,
     /// The ONNX tensor whose range sets the output's quantization (after fused activations).
     pub calibrate: String,
+    /// The ONNX node it was read from, for errors.
+    pub node: Node,
 }
 
 /// The graph as layers in a topological order, and the name of its image input.
@@ -198,7 +202,13 @@ impl Builder {
         self.kinds.len() - 1
     }
 
-    fn push(&mut self, op: FloatOp, inputs: Vec<usize>, out: &str, readers: usize) -> usize {
+    fn push(
+        &mut self,
+        op: FloatOp,
+        inputs: Vec<usize>,
+        (out, node): (&str, Node),
+        readers: usize,
+    ) -> usize {
         let kind = match op {
             FloatOp::Flatten { .. } | FloatOp::Dense { .. } => Kind::Flat,
             _ => Kind::Spatial,
@@ -210,6 +220,7 @@ impl Builder {
             inputs,
             output,
             calibrate: out.to_string(),
+            node,
         });
         output
     }
@@ -221,8 +232,16 @@ impl Builder {
     }
 }
 
+/// The name and operator of an ONNX node.
+fn onnx_node(node: &NodeProto) -> Node {
+    Node {
+        name: node.name.clone(),
+        op: node.op_type.clone(),
+    }
+}
+
 /// Reads the layer graph from `graph`; errors name the node and operator.
-pub fn read(graph: &GraphProto, input: &str) -> Result<FloatGraph, String> {
+pub fn read(graph: &GraphProto, input: &str) -> Result<FloatGraph, QuantizeError> {
     let r = Reader {
         initializers: graph
             .initializer
@@ -263,10 +282,12 @@ pub fn read(graph: &GraphProto, input: &str) -> Result<FloatGraph, String> {
             continue;
         }
         let out = node.output.first().cloned().unwrap_or_default();
-        let what = || format!("node {:?} ({})", node.name, node.op_type);
         let step = r
             .node(&mut b, node, &data, &out, readers(&out), &final_outputs)
-            .map_err(|e| format!("{}: {e}", what()))?;
+            .map_err(|reason| QuantizeError::Unsupported {
+                node: onnx_node(node),
+                reason,
+            })?;
         match step {
             Step::New(v) => {
                 value_of.insert(out, v);
@@ -279,9 +300,13 @@ pub fn read(graph: &GraphProto, input: &str) -> Result<FloatGraph, String> {
         }
     }
     if let Some((name, _)) = b.pads.values().next() {
-        return Err(format!(
-            "node {name:?} (Pad): a Pad is supported only right before the Conv that reads it"
-        ));
+        return Err(QuantizeError::Unsupported {
+            node: Node {
+                name: name.clone(),
+                op: "Pad".into(),
+            },
+            reason: "a Pad is supported only right before the Conv that reads it".into(),
+        });
     }
     let output = final_outputs
         .first()
@@ -409,7 +434,7 @@ impl<'g> Reader<'g> {
     ) -> Result<Step, String> {
         let v = data[0];
         let new = |b: &mut Builder, op: FloatOp, inputs: Vec<usize>| {
-            Step::New(b.push(op, inputs, out, readers))
+            Step::New(b.push(op, inputs, (out, onnx_node(node)), readers))
         };
         let op = node.op_type.as_str();
         Ok(match op {

@@ -5,7 +5,10 @@
 //! symmetric per output channel, biases to int32, and each layer gets Q31 multipliers.
 
 pub mod codegen;
+mod error;
 pub mod graph;
+
+pub use error::{Node, QuantizeError};
 
 use firmware::requant::quantize_multiplier;
 use firmware::{Conv, Edge, FullyConnected, Layer, Model, Pool, PoolKind, Shape};
@@ -225,7 +228,7 @@ pub fn simulate(q: &QuantModel, ds: &Dataset) -> Result<Vec<[i8; 10]>, firmware:
 }
 
 /// The classifier's graph read as the int8 compiler reads it.
-fn read_graph(c: &Classifier) -> Result<graph::FloatGraph, String> {
+fn read_graph(c: &Classifier) -> Result<graph::FloatGraph, QuantizeError> {
     let graph = c.proto.graph.as_ref().ok_or("no graph")?;
     let input_name = graph
         .input
@@ -236,17 +239,16 @@ fn read_graph(c: &Classifier) -> Result<graph::FloatGraph, String> {
 }
 
 /// Why the int8 compiler refuses the classifier (naming the node and operator), if it does.
-pub fn refusal(c: &Classifier) -> Option<String> {
+pub fn refusal(c: &Classifier) -> Option<QuantizeError> {
     crate::contain::contain(|| read_graph(c))
-        .map_err(|panic| format!("the quantizer failed on it: {panic}"))
+        .map_err(QuantizeError::Internal)
         .and_then(|r| r)
         .err()
 }
 
 /// Quantizes the classifier's graph, calibrating on `calib` (training images).
-pub fn quantize(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
-    crate::contain::contain(|| quantize_uncontained(c, calib))
-        .map_err(|panic| format!("the quantizer failed on it: {panic}"))?
+pub fn quantize(c: &Classifier, calib: &Dataset) -> Result<QuantModel, QuantizeError> {
+    crate::contain::contain(|| quantize_uncontained(c, calib)).map_err(QuantizeError::Internal)?
 }
 
 /// A value of the float graph as the int8 model holds it.
@@ -261,7 +263,7 @@ struct Value {
     chw: Option<Shape>,
 }
 
-fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, String> {
+fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, QuantizeError> {
     let graph = read_graph(c)?;
     let ranges = calibrate(c, &graph.nodes, calib)?;
     let input_zero_point = (-128.0 - c.input.offset / c.input.scale)
@@ -304,7 +306,12 @@ fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, S
             })
             .collect::<Result<_, _>>()?;
         let range = ranges.get(&node.calibrate).copied();
-        let out = lower(node, &inputs, range, q.tensors.len() as u16)?;
+        let out = lower(node, &inputs, range, q.tensors.len() as u16).map_err(|reason| {
+            QuantizeError::Unsupported {
+                node: node.node.clone(),
+                reason,
+            }
+        })?;
         if let Some(layer) = out.layer {
             q.tensors.push(firmware::Tensor {
                 shape: out.value.shape,
@@ -323,10 +330,7 @@ fn quantize_uncontained(c: &Classifier, calib: &Dataset) -> Result<QuantModel, S
         .flatten()
         .ok_or("the graph's output is not computed")?;
     if last.shape.len() != 10 {
-        return Err(format!(
-            "the network ends in {} values, not 10 scores",
-            last.shape.len()
-        ));
+        return Err(QuantizeError::NotTenScores(last.shape.len()));
     }
     if last.tensor as usize != q.layers.len() {
         return Err("the scores must be the last layer's output".into());
@@ -759,7 +763,7 @@ fn calibrate(
     c: &Classifier,
     nodes: &[graph::FloatNode],
     calib: &Dataset,
-) -> Result<HashMap<String, (f32, f32)>, String> {
+) -> Result<HashMap<String, (f32, f32)>, QuantizeError> {
     let mut names: Vec<&str> = nodes
         .iter()
         .filter(|n| n.op.requantizes())
@@ -767,7 +771,8 @@ fn calibrate(
         .collect();
     names.sort_unstable();
     names.dedup();
-    let fail = |e: TractError| format!("calibration through tract failed: {}", one_line(&e));
+    let fail =
+        |e: TractError| QuantizeError::Calibration(format!("tract failed: {}", one_line(&e)));
     let mut model = c.inference_model().clone();
     let outlets: Vec<OutletId> = names
         .iter()
@@ -787,7 +792,9 @@ fn calibrate(
                         .find(|node| node.name == *n)
                         .map(|node| OutletId::new(node.id, 0))
                 })
-                .ok_or_else(|| format!("calibration: tensor {n:?} not found in tract's graph"))
+                .ok_or_else(|| {
+                    QuantizeError::Calibration(format!("tensor {n:?} not found in tract's graph"))
+                })
         })
         .collect::<Result<_, _>>()?;
     model.select_output_outlets(&outlets).map_err(fail)?;
