@@ -12,14 +12,25 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(ember_dsp)");
     println!("cargo::rustc-check-cfg=cfg(ember_thumb2)");
     println!("cargo::rustc-check-cfg=cfg(ember_sse2)");
-    println!("cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\"))");
-    // ARMv7-M and ARMv7E-M (Cortex-M3/M4/M7) share Thumb-2 with SMULL and BIC, which the
-    // requantization loop uses.
-    if target.starts_with("thumbv7m") || target.starts_with("thumbv7em") {
+    println!("cargo::rustc-check-cfg=cfg(ember_serial)");
+    println!(
+        "cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\", \"nrf51\", \"an500\", \"an505\"))"
+    );
+    // ARMv7-M, ARMv7E-M and ARMv8-M Mainline (Cortex-M3/M4/M7/M33) share Thumb-2 with SMULL
+    // and BIC, which the requantization loop uses; ARMv6-M (Cortex-M0) has neither.
+    let thumb2 = ["thumbv7m", "thumbv7em", "thumbv8m.main"];
+    if thumb2.iter().any(|t| target.starts_with(t)) {
         println!("cargo:rustc-cfg=ember_thumb2");
     }
-    // ARMv7E-M (Cortex-M4/M7) has the DSP instructions (SMLAD, SXTB16) the kernels use.
-    if target.starts_with("thumbv7em") {
+    // ARMv7E-M (Cortex-M4/M7) has the DSP instructions (SMLAD, SXTB16) the kernels use. On
+    // ARMv8-M Mainline they are an option of the core; rustc lists no `dsp` target feature, so
+    // the flags say it: the Cortex-M33 (the workspace's .cargo/config.toml) or `+dsp`.
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let v8m_dsp = flags
+        .split('\x1f')
+        .any(|f| f.contains("target-cpu=cortex-m33") || f.contains("+dsp"));
+    if target.starts_with("thumbv7em") || (target.starts_with("thumbv8m.main") && v8m_dsp) {
         println!("cargo:rustc-cfg=ember_dsp");
     }
     // The host simulation on x86-64 runs the MAC loops in SSE2, which every x86-64 has.
@@ -29,14 +40,11 @@ fn main() {
     if !target.starts_with("thumb") {
         return;
     }
-    // The M3 board has 256 KiB of flash: 240 digits (184 KiB) fit beside the code and model
-    // (about 64 KiB with every kernel a graph model may use), with room to spare.
-    let (board, digits) = if target.starts_with("thumbv7em") {
-        ("stm32f405", 1000)
-    } else {
-        ("lm3s6965", 240)
-    };
+    let (board, digits, serial) = board(&target);
     println!("cargo:rustc-cfg=ember_board=\"{board}\"");
+    if serial {
+        println!("cargo:rustc-cfg=ember_serial");
+    }
     // EMBER_DIGITS embeds fewer digits, for quick runs and instruction traces.
     println!("cargo:rerun-if-env-changed=EMBER_DIGITS");
     let digits = match std::env::var("EMBER_DIGITS") {
@@ -57,6 +65,34 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../data/mnist"));
     write_digits(&data, &out.join("digits.rs"), digits);
+}
+
+/// The board to build for: `EMBER_BOARD`, else the one QEMU machine of the target. Returns its
+/// name (its memory map is `boards/NAME.x`), the test digits the demo embeds, and whether the
+/// firmware drives its serial port (the inference service needs one).
+fn board(target: &str) -> (String, usize, bool) {
+    println!("cargo:rerun-if-env-changed=EMBER_BOARD");
+    let board = std::env::var("EMBER_BOARD").unwrap_or_else(|_| {
+        let default = match target {
+            t if t.starts_with("thumbv7em") => "stm32f405",
+            t if t.starts_with("thumbv6m") => "nrf51",
+            t if t.starts_with("thumbv8m.main") => "an505",
+            _ => "lm3s6965",
+        };
+        default.to_string()
+    });
+    // 256 KiB of flash: 240 digits (184 KiB) fit beside the code and model (about 64 KiB with
+    // every kernel a graph model may use). The others have a MiB or more.
+    let (digits, serial) = match board.as_str() {
+        "lm3s6965" => (240, true),
+        "stm32f405" => (1000, true),
+        "nrf51" => (240, false),
+        "an500" | "an505" => (1000, false),
+        other => {
+            panic!("EMBER_BOARD={other}: unknown board (lm3s6965, stm32f405, nrf51, an500, an505)")
+        }
+    };
+    (board, digits, serial)
 }
 
 fn write_digits(data: &Path, path: &Path, count: usize) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a firmware ELF in QEMU with semihosting and a deterministic instruction clock.
-# Usage: qemu-run.sh MACHINE firmware.elf   (MACHINE: lm3s6965evb or netduinoplus2)
+# Usage: qemu-run.sh MACHINE firmware.elf   (MACHINE: lm3s6965evb, netduinoplus2, microbit,
+# mps2-an505 or mps2-an500)
 # EMBER_SERIAL=stdio puts the board's first serial port on stdin/stdout (the inference
 # service); by default it is not connected and stdout carries semihosting only.
 set -euo pipefail
@@ -14,6 +15,13 @@ if [ -x "$local_qemu" ]; then
 else
   qemu=qemu-system-arm
 fi
-exec "$qemu" -machine "$machine" -cpu "$( [ "$machine" = netduinoplus2 ] && echo cortex-m4 || echo cortex-m3 )" \
+case "$machine" in
+  netduinoplus2) cpu=cortex-m4 ;;
+  microbit) cpu=cortex-m0 ;;
+  mps2-an505) cpu=cortex-m33 ;;
+  mps2-an500) cpu=cortex-m7 ;;
+  *) cpu=cortex-m3 ;;
+esac
+exec "$qemu" -machine "$machine" -cpu "$cpu" \
   -nographic -monitor none -serial "${EMBER_SERIAL:-none}" -icount shift=0 \
   -semihosting-config enable=on,target=native -kernel "$elf"

@@ -1,8 +1,11 @@
 //! What the firmware binaries need of the microcontroller: an instruction clock, the serial
 //! port, the stack's high-water mark, and fault handling. Built for the device only.
 //!
-//! Two boards: the Stellaris LM3S6965 (Cortex-M3; QEMU `lm3s6965evb`; UART0 is a PL011) and
-//! the STM32F405 (Cortex-M4F; QEMU `netduinoplus2`; USART1). `build.rs` picks one by target.
+//! `build.rs` picks the board by target, or `EMBER_BOARD`. Two have a serial driver (for the
+//! inference service): the Stellaris LM3S6965 (Cortex-M3; QEMU `lm3s6965evb`; UART0 is a
+//! PL011) and the STM32F405 (Cortex-M4F; QEMU `netduinoplus2`; USART1). The others run the
+//! demo, which needs only semihosting and SysTick: the nRF51822 (Cortex-M0; `microbit`), and
+//! Arm's MPS2+ images AN500 (Cortex-M7; `mps2-an500`) and AN505 (Cortex-M33; `mps2-an505`).
 
 use core::fmt::Write as _;
 
@@ -102,7 +105,8 @@ fn count_down(iterations: u32) {
     }
 }
 
-/// The board's first serial port, polled.
+/// The board's first serial port, polled (boards with a UART driver: `ember_serial`).
+#[cfg(ember_serial)]
 pub struct Serial(());
 
 #[cfg(ember_board = "lm3s6965")]
@@ -159,17 +163,20 @@ mod uart {
     }
 }
 
+#[cfg(ember_serial)]
 fn read_reg(addr: usize) -> u32 {
     // SAFETY: only called with the memory-mapped register addresses above, which are valid,
     // aligned device memory on this board; volatile because the hardware changes them.
     unsafe { core::ptr::read_volatile(addr as *const u32) }
 }
 
+#[cfg(ember_serial)]
 fn write_reg(addr: usize, value: u32) {
     // SAFETY: as for `read_reg`.
     unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
 }
 
+#[cfg(ember_serial)]
 impl Serial {
     /// Enables the port. One `Serial` per program (it owns the registers).
     pub fn take() -> Option<Self> {

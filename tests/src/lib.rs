@@ -15,11 +15,17 @@ pub fn root() -> PathBuf {
 pub mod mutate;
 pub mod photos;
 
-pub use runtime::device::{Board, M3, M4F};
+pub use runtime::device::{Board, M0, M3, M33, M4F, M7};
 
 /// Builds the demo firmware for `board` (with `features`) into `target_dir`; returns the ELF.
+/// A board that shares its target with another (the M7 the M4F's) builds in a folder of its
+/// own, so that neither overwrites the other's ELF while it runs.
 pub fn build(board: Board, features: &str, target_dir: &Path) -> anyhow::Result<PathBuf> {
-    runtime::device::qemu::build(board, "firmware", features, target_dir, None, None)
+    let dir = match board.card_key() == board.target {
+        true => target_dir.to_path_buf(),
+        false => target_dir.join(board.machine),
+    };
+    runtime::device::qemu::build(board, "firmware", features, &dir, None, None)
 }
 
 /// What a QEMU run printed and how it ended.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use client::{fault_kind, Device, DeviceError, DeviceInfo};
 pub use link::Link;
-pub use qemu::{Board, M3, M4F};
+pub use qemu::{Board, M0, M3, M33, M4F, M7};
 
 /// What runs in QEMU: a given ELF, or the service for a model (built for it unless it is the one
 /// built into this runtime).

@@ -20,6 +20,8 @@ pub struct Board {
     pub machine: &'static str,
     /// QEMU CPU model.
     pub cpu: &'static str,
+    /// The firmware's name for the board (`EMBER_BOARD`: its memory map and drivers).
+    pub board: &'static str,
     /// Flash, bytes (as the board's memory.x).
     pub flash: usize,
     /// RAM, bytes.
@@ -38,6 +40,7 @@ pub const M3: Board = Board {
     target: "thumbv7m-none-eabi",
     machine: "lm3s6965evb",
     cpu: "cortex-m3",
+    board: "lm3s6965",
     flash: 256 * 1024,
     ram: 64 * 1024,
     code_bytes: 40 * 1024,
@@ -49,8 +52,47 @@ pub const M4F: Board = Board {
     target: "thumbv7em-none-eabihf",
     machine: "netduinoplus2",
     cpu: "cortex-m4",
+    board: "stm32f405",
     flash: 1024 * 1024,
     ram: 128 * 1024,
+    code_bytes: 40 * 1024,
+    reserved_ram: 16 * 1024,
+};
+
+/// Cortex-M0, Nordic nRF51822 (the BBC micro:bit): ARMv6-M, no DSP, 16 KiB of RAM. The demo
+/// runs here; the inference service has no serial driver for it yet.
+pub const M0: Board = Board {
+    name: "m0",
+    target: "thumbv6m-none-eabi",
+    machine: "microbit",
+    cpu: "cortex-m0",
+    board: "nrf51",
+    flash: 256 * 1024,
+    ram: 16 * 1024,
+    code_bytes: 40 * 1024,
+    reserved_ram: 12 * 1024,
+};
+/// Cortex-M33 with the DSP extension, Arm's MPS2+ image AN505 (demo only, as [`M0`]).
+pub const M33: Board = Board {
+    name: "m33",
+    target: "thumbv8m.main-none-eabihf",
+    machine: "mps2-an505",
+    cpu: "cortex-m33",
+    board: "an505",
+    flash: 4 * 1024 * 1024,
+    ram: 256 * 1024,
+    code_bytes: 40 * 1024,
+    reserved_ram: 16 * 1024,
+};
+/// Cortex-M7, Arm's MPS2+ image AN500 (demo only, as [`M0`]).
+pub const M7: Board = Board {
+    name: "m7",
+    target: "thumbv7em-none-eabihf",
+    machine: "mps2-an500",
+    cpu: "cortex-m7",
+    board: "an500",
+    flash: 4 * 1024 * 1024,
+    ram: 256 * 1024,
     code_bytes: 40 * 1024,
     reserved_ram: 16 * 1024,
 };
@@ -78,8 +120,20 @@ impl Fit {
 }
 
 impl Board {
-    /// Every board Ember supports.
+    /// The boards the inference service runs on (`--device qemu:NAME`).
     pub const ALL: [Board; 2] = [M3, M4F];
+
+    /// Every core the demo runs on in QEMU, bit-exact with the host.
+    pub const CORES: [Board; 5] = [M3, M4F, M0, M33, M7];
+
+    /// The key of this board's figures in a model card: its target, or target and machine
+    /// when the target has another board first (the M7 shares the M4F's target).
+    pub fn card_key(&self) -> String {
+        match Board::CORES.iter().find(|b| b.target == self.target) {
+            Some(first) if first != self => format!("{}/{}", self.target, self.machine),
+            _ => self.target.to_string(),
+        }
+    }
 
     /// What a model with `weight_bytes` of parameters and an arena of `arena_bytes` needs here.
     pub fn fit(&self, weight_bytes: usize, arena_bytes: usize) -> Fit {
@@ -138,6 +192,7 @@ pub fn build(
         ])
         .args(["--target", board.target])
         .env("CARGO_TARGET_DIR", target_dir)
+        .env("EMBER_BOARD", board.board)
         .env_remove("EMBER_MODEL")
         .env_remove("EMBER_DIGITS");
     if let Some(model) = model {

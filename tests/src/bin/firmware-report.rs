@@ -1,4 +1,4 @@
-//! Builds the firmware for both targets, runs it in QEMU, and reports its cost: flash and RAM
+//! Builds the firmware for every core (`Board::CORES`), runs it in QEMU, and reports its cost: flash and RAM
 //! by section, stack high-water mark, instructions per inference (per layer too). Writes the
 //! figures into the model's card (`models/NAME.json`) under `firmware`.
 //!
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use card::{Firmware, LayerCost, ModelCard};
-use ember_tests::{build, digits, figure, root, run_qemu, sizes, Board, M3, M4F};
+use ember_tests::{build, digits, figure, root, run_qemu, sizes, Board};
 
 fn report(board: Board, name: &str) -> anyhow::Result<Firmware> {
     let elf = match name {
@@ -18,7 +18,7 @@ fn report(board: Board, name: &str) -> anyhow::Result<Firmware> {
             board,
             "firmware",
             "",
-            &root().join("target/report").join(name),
+            &root().join("target/report").join(name).join(board.machine),
             Some(&root().join(format!("models/{name}_int8.rs"))),
             None,
         )?,
@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     let macs = card.macs.max(1);
     println!(
-        "{:<22} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8}",
+        "{:<36} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8}",
         "target",
         "text",
         "rodata",
@@ -105,11 +105,11 @@ fn main() -> anyhow::Result<()> {
         "instr/infer",
         "÷MACs"
     );
-    for board in [M3, M4F] {
+    for board in Board::CORES {
         let r = report(board, &name)?;
         println!(
-            "{:<22} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8.2}",
-            board.target,
+            "{:<36} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8.2}",
+            board.card_key(),
             r.text,
             r.rodata,
             r.data,
@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
                 ),
             }
         }
-        card.firmware.insert(board.target.to_string(), r);
+        card.firmware.insert(board.card_key(), r);
     }
     card.write(&card_path)?;
     println!("wrote the figures to {}", card_path.display());

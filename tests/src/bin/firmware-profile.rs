@@ -1,0 +1,148 @@
+//! Where the firmware's instructions go: runs the demo on one digit in QEMU with a full
+//! execution trace (`-d in_asm,exec,nochain`), and counts every executed instruction against
+//! the function it belongs to. The counts cover the whole run (start-up, one inference, the
+//! printout); the inference is most of it.
+//!
+//! Run: `cargo run --release -p ember-tests --bin firmware-profile -- [m3|m4] [NAME]`, where
+//! NAME is a committed model (default `mnist_cnn`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use anyhow::{bail, Context};
+use ember_tests::{root, Board, M3, M4F};
+
+/// Instructions per translated block, by its first address, and each block's function.
+#[derive(Default)]
+struct Trace {
+    blocks: HashMap<u64, (u64, String)>,
+    runs: HashMap<u64, u64>,
+}
+
+impl Trace {
+    /// Reads QEMU's log: `IN: function` headers with one line per instruction, and one
+    /// `Trace N: HOST [CS_BASE/PC/FLAGS/CFLAGS] function` line per block executed.
+    fn read(log: impl BufRead) -> anyhow::Result<Trace> {
+        let mut t = Trace::default();
+        let mut block: Option<(u64, u64, String)> = None;
+        for line in log.lines() {
+            let line = line?;
+            if let Some(name) = line.strip_prefix("IN: ") {
+                t.close(block.take());
+                block = Some((u64::MAX, 0, name.trim().to_string()));
+            } else if let (Some(b), Some(pc)) = (block.as_mut(), instruction_address(&line)) {
+                b.0 = b.0.min(pc);
+                b.1 += 1;
+            } else if let Some(pc) = executed_block(&line) {
+                t.close(block.take());
+                *t.runs.entry(pc).or_default() += 1;
+            }
+        }
+        t.close(block);
+        Ok(t)
+    }
+
+    fn close(&mut self, block: Option<(u64, u64, String)>) {
+        if let Some((pc, n, name)) = block.filter(|b| b.1 > 0) {
+            self.blocks.insert(pc, (n, name));
+        }
+    }
+
+    /// Instructions executed per function, most first.
+    fn by_function(&self) -> Vec<(String, u64)> {
+        let mut totals: HashMap<&str, u64> = HashMap::new();
+        for (pc, runs) in &self.runs {
+            if let Some((n, name)) = self.blocks.get(pc) {
+                *totals.entry(name).or_default() += n * runs;
+            }
+        }
+        let mut rows: Vec<(String, u64)> = totals
+            .into_iter()
+            .map(|(name, n)| (demangle(name), n))
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        rows
+    }
+}
+
+/// `0x0800053c:  b580  push {r7, lr}` → 0x0800053c.
+fn instruction_address(line: &str) -> Option<u64> {
+    let (addr, _) = line.split_once(':')?;
+    u64::from_str_radix(addr.strip_prefix("0x")?, 16).ok()
+}
+
+/// `Trace 0: 0x7f… [00000000/0800053c/…] f` → 0x0800053c.
+fn executed_block(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("Trace ")?;
+    let fields = rest.split_once('[')?.1.split_once(']')?.0;
+    u64::from_str_radix(fields.split('/').nth(1)?, 16).ok()
+}
+
+/// A Rust symbol's path without its hash: `_ZN8firmware7kernels4conv4conv17h…E` →
+/// `firmware::kernels::conv::conv`. Other names are kept as they are.
+fn demangle(name: &str) -> String {
+    let Some(mut rest) = name.strip_prefix("_ZN") else {
+        return name.to_string();
+    };
+    let mut parts = Vec::new();
+    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&d| d > 0) {
+        let Ok(len) = rest[..digits].parse::<usize>() else {
+            break;
+        };
+        let Some(part) = rest.get(digits..digits + len) else {
+            break;
+        };
+        rest = &rest[digits + len..];
+        if !(part.starts_with('h') && part.len() == 17) {
+            parts.push(
+                part.replace("$LT$", "<")
+                    .replace("$GT$", ">")
+                    .replace("..", "::"),
+            );
+        }
+    }
+    parts.join("::")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let board: Board = match args.first().map(String::as_str) {
+        None | Some("m4") => M4F,
+        Some("m3") => M3,
+        Some(other) => bail!("{other}: the board is m3 or m4"),
+    };
+    let name = args.get(1).map_or("mnist_cnn", String::as_str);
+    let model = root().join(format!("models/{name}_int8.rs"));
+    if !model.is_file() {
+        bail!("{}: no such committed model", model.display());
+    }
+    let dir = root().join("target/profile").join(name);
+    let elf = runtime::device::qemu::build(board, "firmware", "", &dir, Some(&model), Some(1))?;
+    let log = dir.join(format!("{}.trace", board.machine));
+    let status = runtime::device::qemu::command(board, &elf, "none")?
+        .args(["-d", "in_asm,exec,nochain", "-D"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot start QEMU")?;
+    if !status.success() {
+        bail!("{}: the firmware failed ({status})", elf.display());
+    }
+    let file = std::fs::File::open(&log).with_context(|| format!("{}", log.display()))?;
+    let rows = Trace::read(BufReader::new(file))?.by_function();
+    std::fs::remove_file(&log)?;
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    println!(
+        "{name} on {} ({}): {total} instructions executed in all (one digit)",
+        board.target, board.machine
+    );
+    for (function, n) in rows.iter().take_while(|r| r.1 * 200 >= total) {
+        println!(
+            "{n:>10} {:>5.1}%  {function}",
+            100.0 * *n as f64 / total as f64
+        );
+    }
+    Ok(())
+}
