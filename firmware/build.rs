@@ -14,7 +14,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(ember_sse2)");
     println!("cargo::rustc-check-cfg=cfg(ember_serial)");
     println!(
-        "cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\", \"nrf51\", \"an500\", \"an505\"))"
+        "cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\", \"nrf51\", \"nrf52840\", \"an500\", \"an505\"))"
     );
     // ARMv7-M, ARMv7E-M and ARMv8-M Mainline (Cortex-M3/M4/M7/M33) share Thumb-2 with SMULL
     // and BIC, which the requantization loop uses; ARMv6-M (Cortex-M0) has neither.
@@ -59,6 +59,10 @@ fn main() {
     copy_model(&manifest, &out);
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
+    // defmt keeps its format strings in a section of its own linker script.
+    if std::env::var_os("CARGO_FEATURE_RTT").is_some() {
+        println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    }
     // The workspace's copy of MNIST, or $EMBER_DATA outside it (a packaged crate).
     println!("cargo:rerun-if-env-changed=EMBER_DATA");
     let data = std::env::var_os("EMBER_DATA")
@@ -87,10 +91,10 @@ fn board(target: &str) -> (String, usize, bool) {
         "lm3s6965" => (240, true),
         "stm32f405" => (1000, true),
         "nrf51" => (240, false),
-        "an500" | "an505" => (1000, false),
-        other => {
-            panic!("EMBER_BOARD={other}: unknown board (lm3s6965, stm32f405, nrf51, an500, an505)")
-        }
+        "an500" | "an505" | "nrf52840" => (1000, false),
+        other => panic!(
+            "EMBER_BOARD={other}: unknown board (lm3s6965, stm32f405, nrf51, nrf52840, an500, an505)"
+        ),
     };
     (board, digits, serial)
 }

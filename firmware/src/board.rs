@@ -9,9 +9,9 @@
 
 use core::fmt::Write as _;
 
+use crate::console::{self, Console};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::SYST;
-use cortex_m_semihosting::{debug, hio};
 
 const MAX_TICKS: u32 = 0x00ff_ffff;
 /// Iterations of the calibration loop; each is two instructions (`subs`, `bne`).
@@ -136,21 +136,34 @@ mod uart {
 
 #[cfg(ember_board = "stm32f405")]
 mod uart {
-    //! USART1 of the STM32F405.
+    //! USART1 of the STM32F405 on PA9 (TX) and PA10 (RX), 115200 baud 8N1 from the 16 MHz
+    //! internal oscillator the chip starts on.
     pub const BASE: usize = 0x4001_1000;
     const SR: usize = 0x00;
     const DR: usize = 0x04;
+    const BRR: usize = 0x08;
     const CR1: usize = 0x0C;
     const SR_RXNE: u32 = 1 << 5;
     const SR_TXE: u32 = 1 << 7;
+    const RCC_AHB1ENR: usize = 0x4002_3830;
     const RCC_APB2ENR: usize = 0x4002_3844;
+    const GPIOA_MODER: usize = 0x4002_0000;
+    const GPIOA_AFRH: usize = 0x4002_0024;
+    /// 16 MHz / 115200 = 138.9: mantissa 8, fraction 11/16.
+    const BRR_115200_AT_16MHZ: u32 = (8 << 4) | 11;
 
     pub fn init() {
-        // Clock the USART (APB2ENR.USART1EN), then enable it with its receiver and
-        // transmitter. A real board would also set the baud rate divisor (BRR) and the pins'
-        // alternate function; QEMU needs neither.
-        super::write_reg(RCC_APB2ENR, super::read_reg(RCC_APB2ENR) | (1 << 4));
-        super::write_reg(BASE + CR1, (1 << 13) | (1 << 3) | (1 << 2));
+        use super::{read_reg, write_reg};
+        // Clock GPIOA and the USART, put PA9/PA10 on alternate function 7 (USART1), set the
+        // baud rate, then enable the USART with its receiver and transmitter.
+        write_reg(RCC_AHB1ENR, read_reg(RCC_AHB1ENR) | 1);
+        write_reg(RCC_APB2ENR, read_reg(RCC_APB2ENR) | (1 << 4));
+        let moder = read_reg(GPIOA_MODER) & !(0b1111 << 18);
+        write_reg(GPIOA_MODER, moder | (0b1010 << 18));
+        let afrh = read_reg(GPIOA_AFRH) & !(0xff << 4);
+        write_reg(GPIOA_AFRH, afrh | (0x77 << 4));
+        write_reg(BASE + BRR, BRR_115200_AT_16MHZ);
+        write_reg(BASE + CR1, (1 << 13) | (1 << 3) | (1 << 2));
     }
 
     pub fn read() -> Option<u8> {
@@ -226,16 +239,14 @@ pub fn stack_used() -> usize {
     top - addr
 }
 
-/// Ends the program with a failure status (QEMU exits 1; a debugger sees the semihosting call).
+/// Ends the program with a failure status ([`console::exit`]).
 pub fn fail() -> ! {
-    loop {
-        debug::exit(debug::EXIT_FAILURE);
-    }
+    console::exit(false)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    if let Ok(mut out) = hio::hstderr() {
+    if let Some(mut out) = Console::stderr() {
         let _ = writeln!(out, "panic: {info}");
     }
     fail()
@@ -243,7 +254,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 
 #[cortex_m_rt::exception]
 unsafe fn HardFault(_frame: &cortex_m_rt::ExceptionFrame) -> ! {
-    if let Ok(mut out) = hio::hstderr() {
+    if let Some(mut out) = Console::stderr() {
         let _ = writeln!(out, "hard fault");
     }
     fail()

@@ -3,8 +3,8 @@
 use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hio};
 use firmware::board::{fail, stack_used, Clock};
+use firmware::console::{self, Console};
 
 #[allow(dead_code)]
 mod model {
@@ -25,9 +25,8 @@ const ARENA_LEN: usize = if cfg!(feature = "small-arena") {
 };
 #[entry]
 fn main() -> ! {
-    let mut out = match hio::hstdout() {
-        Ok(out) => out,
-        Err(()) => fail(),
+    let Some(mut out) = Console::stdout() else {
+        fail()
     };
     let Some(core) = cortex_m::Peripherals::take() else {
         fail()
@@ -40,7 +39,6 @@ fn main() -> ! {
         Ok(checked) => checked,
         Err(e) => {
             let _ = writeln!(out, "error: model refused to run: {e}");
-            debug::exit(debug::EXIT_FAILURE);
             fail()
         }
     };
@@ -62,7 +60,6 @@ fn main() -> ! {
             Ok(output) => output,
             Err(e) => {
                 let _ = writeln!(out, "error: model refused to run: {e}");
-                debug::exit(debug::EXIT_FAILURE);
                 fail()
             }
         };
@@ -97,6 +94,6 @@ fn main() -> ! {
         model::MACS
     );
     let _ = writeln!(out, "stack high-water {} bytes", stack_used());
-    debug::exit(debug::EXIT_SUCCESS);
-    fail()
+    out.flush();
+    console::exit(true)
 }

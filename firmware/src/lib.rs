@@ -10,6 +10,8 @@
 
 #[cfg(target_os = "none")]
 pub mod board;
+#[cfg(target_os = "none")]
+pub mod console;
 pub mod kernels;
 pub mod layers;
 pub mod model;

@@ -1,9 +1,10 @@
 //! The Ember firmware: classifies MNIST test digits embedded in flash with the generated int8
-//! model and reports, over semihosting, every digit's logits, the accuracy, the instructions
-//! per inference (per layer too) and the stack high-water mark.
+//! model and reports, over semihosting (or defmt over RTT with `--features rtt`, on a board),
+//! every digit's logits, the accuracy, the instructions per inference (per layer too) and the
+//! stack high-water mark.
 //!
-//! Run in QEMU: `cargo run -p ember-firmware --release --target thumbv7m-none-eabi` (Cortex-M3) or
-//! `--target thumbv7em-none-eabihf` (Cortex-M4F). On the host this binary only explains that.
+//! Run in QEMU: `cargo run-m3`, `run-m4`, `run-m0` or `run-m33` (see .cargo/config.toml). On
+//! the host this binary only explains that.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 

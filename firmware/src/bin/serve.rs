@@ -180,7 +180,7 @@ mod service {
 #[cortex_m_rt::entry]
 fn main() -> ! {
     use core::fmt::Write as _;
-    if let Ok(mut out) = cortex_m_semihosting::hio::hstdout() {
+    if let Some(mut out) = firmware::console::Console::stdout() {
         let _ = writeln!(
             out,
             "error: the inference service has no serial driver for this board; run the demo (the firmware binary)"

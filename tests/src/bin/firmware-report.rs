@@ -106,6 +106,21 @@ fn main() -> anyhow::Result<()> {
         "÷MACs"
     );
     for board in Board::CORES {
+        if let Some(int8) = &card.int8 {
+            let fit = board.fit(int8.weight_bytes as usize, int8.arena_bytes as usize);
+            if !fit.fits() {
+                println!(
+                    "{:<36} does not fit: RAM {} of {} bytes, flash {} of {}",
+                    board.card_key(),
+                    fit.ram_needed,
+                    fit.ram,
+                    fit.flash_needed,
+                    fit.flash
+                );
+                card.firmware.remove(&board.card_key());
+                continue;
+            }
+        }
         let r = report(board, &name)?;
         println!(
             "{:<36} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8.2}",
