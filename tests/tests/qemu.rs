@@ -129,3 +129,36 @@ fn an_arena_too_small_is_reported_and_exits_non_zero() {
     );
     assert!(digits(&run.stdout).is_empty());
 }
+
+/// The assembly runs only on the device: the `kernels` binary checks every fast kernel against
+/// its reference there, problem by problem, on every core (see firmware/src/bin/kernels.rs).
+#[test]
+fn every_fast_kernel_matches_its_reference_on_every_core() {
+    for board in Board::CORES {
+        let dir = root().join("target/kernels").join(board.machine);
+        let elf = runtime::device::qemu::build(board, "kernels", "", &dir, None, Some(0)).unwrap();
+        let run = run_qemu(board, &elf, TIMEOUT).unwrap();
+        assert_eq!(
+            run.code,
+            Some(0),
+            "{}: {}{}",
+            board.name,
+            run.stdout,
+            run.stderr
+        );
+        for kind in [
+            "conv",
+            "pointwise conv",
+            "depthwise conv",
+            "conv + fused max pool",
+        ] {
+            let line = format!("{kind}: 150 problems bit-exact");
+            assert!(
+                run.stdout.lines().any(|l| l == line),
+                "{}: no {line:?} in\n{}",
+                board.name,
+                run.stdout
+            );
+        }
+    }
+}
