@@ -18,6 +18,7 @@ pub mod model;
 pub mod plan;
 pub mod protocol;
 pub mod requant;
+pub mod rng;
 pub mod simd;
 
 pub use model::{

@@ -19,6 +19,7 @@ mod check {
     use firmware::board::fail;
     use firmware::console::{self, Console};
     use firmware::kernels::{self, reference};
+    use firmware::rng::Rng;
     use firmware::{Conv, Pool, PoolKind, Shape};
 
     /// Problems per kind.
@@ -49,27 +50,6 @@ mod check {
                 Kind::Depthwise => "depthwise conv",
                 Kind::ConvMaxPool => "conv + fused max pool",
             }
-        }
-    }
-
-    /// xorshift64: the same problems on every core.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 16) as u32
-        }
-
-        /// In `lo..=hi`.
-        fn range(&mut self, lo: usize, hi: usize) -> usize {
-            lo + self.next() as usize % (hi - lo + 1)
-        }
-
-        fn fill(&mut self, bytes: &mut [i8]) {
-            bytes.iter_mut().for_each(|b| *b = self.next() as i8);
         }
     }
 
@@ -110,12 +90,12 @@ mod check {
         rng.fill(&mut p.x[..h * w * ic]);
         rng.fill(&mut p.weights[..oc * taps]);
         for ch in 0..oc {
-            p.bias[ch] = (rng.next() as i32) >> 18;
-            p.multiplier[ch] = (1 << 30) + (rng.next() >> 2) as i32;
-            p.shift[ch] = -((rng.next() % 10) as i8) - 1;
+            p.bias[ch] = (rng.word() as i32) >> 18;
+            p.multiplier[ch] = (1 << 30) + (rng.word() >> 2) as i32;
+            p.shift[ch] = -((rng.word() % 10) as i8) - 1;
         }
-        let lo = (rng.next() as i8 % 64).saturating_sub(64);
-        let hi = lo.saturating_add((rng.next() as i8) & 127);
+        let lo = (rng.word() as i8 % 64).saturating_sub(64);
+        let hi = lo.saturating_add((rng.word() as i8) & 127);
         Conv {
             input: Shape {
                 h: h as u16,
@@ -136,8 +116,8 @@ mod check {
             bias: &[],
             multiplier: &[],
             shift: &[],
-            input_zero_point: rng.next() as i8,
-            output_zero_point: rng.next() as i8,
+            input_zero_point: rng.word() as i8,
+            output_zero_point: rng.word() as i8,
             act_min: lo,
             act_max: hi,
         }

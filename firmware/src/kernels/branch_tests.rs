@@ -6,6 +6,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::model::{Add, Concat, ConcatPart, Conv, Rescale, Shape};
+use crate::rng::Rng;
 
 /// A convolution problem: geometry and data, from which a [`Conv`] is viewed.
 #[derive(Debug, Clone)]
@@ -80,7 +81,7 @@ fn problems(depthwise: bool) -> impl Strategy<Value = ConvProblem> {
             let mut rng = Rng(seed | 1);
             let taps = k as usize * k as usize * per_group as usize;
             let (bias, multiplier, shift) = rng.channels(oc as usize);
-            let lo = rng.next() as i8 % 64 - 64;
+            let lo = rng.word() as i8 % 64 - 64;
             Some(ConvProblem {
                 input: Shape { h, w, c: ic },
                 output: Shape {
@@ -97,35 +98,26 @@ fn problems(depthwise: bool) -> impl Strategy<Value = ConvProblem> {
                 bias,
                 multiplier,
                 shift,
-                zero_points: (rng.next() as i8, rng.next() as i8),
-                clamp: (lo, lo.saturating_add(rng.next() as i8 & 127)),
+                zero_points: (rng.word() as i8, rng.word() as i8),
+                clamp: (lo, lo.saturating_add(rng.word() as i8 & 127)),
                 x: rng.i8s(h as usize * w as usize * ic as usize),
             })
         },
     )
 }
 
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 16) as u32
-    }
-
     fn i8s(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| self.next() as i8).collect()
+        (0..n).map(|_| self.word() as i8).collect()
     }
 
     /// Biases, multipliers in [2^30, 2^31) and shifts as the quantizer makes them.
     fn channels(&mut self, n: usize) -> (Vec<i32>, Vec<i32>, Vec<i8>) {
-        let bias = (0..n).map(|_| (self.next() as i32) >> 18).collect();
+        let bias = (0..n).map(|_| (self.word() as i32) >> 18).collect();
         let mult = (0..n)
-            .map(|_| (self.next() | 0x4000_0000) as i32 & i32::MAX)
+            .map(|_| (self.word() | 0x4000_0000) as i32 & i32::MAX)
             .collect();
-        let shift = (0..n).map(|_| -((self.next() % 10) as i8) - 1).collect();
+        let shift = (0..n).map(|_| -((self.word() % 10) as i8) - 1).collect();
         (bias, mult, shift)
     }
 }
