@@ -7,8 +7,8 @@ use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`.
 /// `block` holds `2 · BLOCK` words per group, laid out as [`Im2col::gather`] writes them.
-/// The definition the SMLAD and SSE2 loops are tested against.
-#[cfg(any(test, not(any(ember_dsp, ember_sse2))))]
+/// The definition the SMLAD, Cortex-M3 and SSE2 loops are tested against.
+#[cfg(any(test, not(any(ember_dsp, ember_sse2, ember_thumb2))))]
 #[inline(always)]
 fn mac_groups_portable(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
     for (w, pairs) in weights.chunks_exact(4).zip(block.chunks_exact(2 * BLOCK)) {
@@ -19,8 +19,87 @@ fn mac_groups_portable(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
     }
 }
 
-#[cfg(not(any(ember_dsp, ember_sse2)))]
+#[cfg(not(any(ember_dsp, ember_sse2, ember_thumb2)))]
 use mac_groups_portable as mac_groups;
+
+/// [`mac_groups_portable`] on ARMv7-M without the DSP extension (the Cortex-M3): no SMLAD, so
+/// each tap is one LDRSH and one MLA. Per group the weight word is split two bytes at a time
+/// (SXTB/SBFX/ASR), and both are applied to the four pixels' matching halfwords, read at
+/// fixed offsets from the group's start: 40 instructions for 16 MACs.
+#[cfg(all(ember_thumb2, not(ember_dsp)))]
+#[inline(always)]
+fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
+    let groups = weights.len() / 4;
+    let block = &block[..groups * 2 * BLOCK];
+    if groups == 0 {
+        return;
+    }
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    // SAFETY: the loop reads `groups` words from `weights` (LDR allows the unaligned address on
+    // ARMv7-M) and `groups · 8` words from `block` (halfword loads at offsets 0..32 of each
+    // group's 32 bytes), both within the slices checked above; it writes only the named
+    // registers and the flags.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldr {w}, [{wp}], #4",
+            // Taps 0 and 2: the low and high halfwords of each pixel's first word.
+            "sxtb {lo}, {w}",
+            "sbfx {hi}, {w}, #16, #8",
+            "ldrsh {t}, [{bp}, #0]",
+            "mla {a0}, {t}, {lo}, {a0}",
+            "ldrsh {t}, [{bp}, #2]",
+            "mla {a0}, {t}, {hi}, {a0}",
+            "ldrsh {t}, [{bp}, #8]",
+            "mla {a1}, {t}, {lo}, {a1}",
+            "ldrsh {t}, [{bp}, #10]",
+            "mla {a1}, {t}, {hi}, {a1}",
+            "ldrsh {t}, [{bp}, #16]",
+            "mla {a2}, {t}, {lo}, {a2}",
+            "ldrsh {t}, [{bp}, #18]",
+            "mla {a2}, {t}, {hi}, {a2}",
+            "ldrsh {t}, [{bp}, #24]",
+            "mla {a3}, {t}, {lo}, {a3}",
+            "ldrsh {t}, [{bp}, #26]",
+            "mla {a3}, {t}, {hi}, {a3}",
+            // Taps 1 and 3: the second word's halfwords.
+            "sbfx {lo}, {w}, #8, #8",
+            "asr {hi}, {w}, #24",
+            "ldrsh {t}, [{bp}, #4]",
+            "mla {a0}, {t}, {lo}, {a0}",
+            "ldrsh {t}, [{bp}, #6]",
+            "mla {a0}, {t}, {hi}, {a0}",
+            "ldrsh {t}, [{bp}, #12]",
+            "mla {a1}, {t}, {lo}, {a1}",
+            "ldrsh {t}, [{bp}, #14]",
+            "mla {a1}, {t}, {hi}, {a1}",
+            "ldrsh {t}, [{bp}, #20]",
+            "mla {a2}, {t}, {lo}, {a2}",
+            "ldrsh {t}, [{bp}, #22]",
+            "mla {a2}, {t}, {hi}, {a2}",
+            "ldrsh {t}, [{bp}, #28]",
+            "mla {a3}, {t}, {lo}, {a3}",
+            "ldrsh {t}, [{bp}, #30]",
+            "mla {a3}, {t}, {hi}, {a3}",
+            "adds {bp}, {bp}, #32",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            wp = inout(reg) weights.as_ptr() => _,
+            bp = inout(reg) block.as_ptr() => _,
+            n = inout(reg) groups => _,
+            w = out(reg) _,
+            lo = out(reg) _,
+            hi = out(reg) _,
+            t = out(reg) _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            options(nostack, readonly),
+        );
+    }
+    *acc = [a0, a1, a2, a3];
+}
 
 // The assembly below and the SSE2 loop are written for four pixels per block.
 const _: () = assert!(BLOCK == 4);

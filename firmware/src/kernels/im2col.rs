@@ -48,7 +48,7 @@ impl Column<'_> {
 /// in `src`, to the offset halfword pairs `(b0, b2)`, `(b1, b3)` of each word, stored at
 /// `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block. The definition the
 /// assembly and SSE2 twins are tested against.
-#[cfg(any(test, not(any(ember_dsp, ember_sse2))))]
+#[cfg(any(test, not(any(ember_dsp, ember_sse2, ember_thumb2))))]
 #[inline(always)]
 fn convert_rows_portable(
     src: &[i8],
@@ -67,12 +67,12 @@ fn convert_rows_portable(
     }
 }
 
-#[cfg(not(any(ember_dsp, ember_sse2)))]
+#[cfg(not(any(ember_dsp, ember_sse2, ember_thumb2)))]
 use convert_rows_portable as convert_rows;
 
 /// Whether [`convert_rows`] may read and write its `rows` whole within `src` and `dst`: the
 /// fast twins check once, then run without bounds checks.
-#[cfg(any(ember_dsp, ember_sse2))]
+#[cfg(any(ember_dsp, ember_sse2, ember_thumb2))]
 #[inline(always)]
 fn rows_fit(src: &[i8], rows: usize, row_bytes: usize, stride: usize, dst: &[u32]) -> bool {
     let words = row_bytes / 4;
@@ -169,6 +169,66 @@ fn convert_rows(
             n = out(reg) _,
             x = out(reg) _,
             even = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// [`convert_rows_portable`] on ARMv7-M without the DSP extension (the Cortex-M3): each byte
+/// sign-extended (SXTB/SBFX/ASR), offset, and two packed into a word (BFI). Fourteen
+/// instructions a word.
+#[cfg(all(ember_thumb2, not(ember_dsp)))]
+#[inline(always)]
+fn convert_rows(
+    src: &[i8],
+    rows: usize,
+    row_bytes: usize,
+    stride: usize,
+    dst: &mut [u32],
+    offset: u32,
+) {
+    let words = row_bytes / 4;
+    if !rows_fit(src, rows, row_bytes, stride, dst) {
+        return;
+    }
+    // `offset` is `-zero_point` in both halfwords; one halfword of it, sign-extended.
+    let offset = offset as u16 as i16 as i32;
+    // SAFETY: as for the DSP twin: reads `rows` runs of `words` words from `src`, `stride`
+    // bytes apart (LDR takes an unaligned address on ARMv7-M), and writes two words every
+    // `2 · BLOCK` of `dst`; both stay within the slices, as checked above.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "mov {n}, {words}",
+            "3:",
+            "ldr {x}, [{src}], #4",
+            "sxtb {even}, {x}",
+            "sbfx {t}, {x}, #16, #8",
+            "add {even}, {even}, {offset}",
+            "add {t}, {t}, {offset}",
+            "bfi {even}, {t}, #16, #16",
+            "sbfx {odd}, {x}, #8, #8",
+            "asr {t}, {x}, #24",
+            "add {odd}, {odd}, {offset}",
+            "add {t}, {t}, {offset}",
+            "bfi {odd}, {t}, #16, #16",
+            "strd {even}, {odd}, [{dst}], #32",
+            "subs {n}, {n}, #1",
+            "bne 3b",
+            "add {src}, {src}, {skip}",
+            "subs {rows}, {rows}, #1",
+            "bne 2b",
+            src = inout(reg) src.as_ptr() => _,
+            dst = inout(reg) dst.as_mut_ptr() => _,
+            rows = inout(reg) rows => _,
+            words = in(reg) words,
+            skip = in(reg) stride - words * 4,
+            offset = in(reg) offset,
+            n = out(reg) _,
+            x = out(reg) _,
+            even = out(reg) _,
+            odd = out(reg) _,
+            t = out(reg) _,
             options(nostack),
         );
     }
