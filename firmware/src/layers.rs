@@ -187,6 +187,18 @@ pub struct Add {
 }
 
 impl Rescale {
+    /// `(q - zero_point) · 2^left · multiplier · 2^shift`: a code on the common scale, with
+    /// `left` bits of headroom (TFLite's ADD and CONCATENATION).
+    #[inline(always)]
+    pub fn apply(&self, q: i8, left: u32) -> i32 {
+        let centred = (q as i32 - self.zero_point as i32) << left;
+        crate::requant::multiply_by_quantized_multiplier(
+            centred,
+            self.multiplier,
+            self.shift as i32,
+        )
+    }
+
     /// The identity: codes copied as they are.
     pub const fn identity(zero_point: i8) -> Self {
         Rescale {

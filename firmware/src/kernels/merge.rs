@@ -1,14 +1,7 @@
 //! Where branches meet: the residual Add and the channel Concat, each input at its own scale.
 
 use crate::model::{Add, Concat, Rescale};
-use crate::requant::{multiply_by_quantized_multiplier, ChannelRequant};
-
-/// `(q - zero_point) · 2^left · multiplier · 2^shift`.
-#[inline(always)]
-fn rescaled(q: i8, r: Rescale, left: u32) -> i32 {
-    let centred = (q as i32 - r.zero_point as i32) << left;
-    multiply_by_quantized_multiplier(centred, r.multiplier, r.shift as i32)
-}
+use crate::requant::ChannelRequant;
 
 /// TFLite's ADD ([`super::reference::add`], bit for bit).
 ///
@@ -21,7 +14,7 @@ pub fn add(a: &Add, x: &[i8], y: &[i8], out: &mut [i8]) {
         return super::reference::add(a, x, y, out);
     }
     let table = |r: Rescale| -> [i32; 256] {
-        core::array::from_fn(|code| rescaled(code as u8 as i8, r, Add::LEFT_SHIFT))
+        core::array::from_fn(|code| r.apply(code as u8 as i8, Add::LEFT_SHIFT))
     };
     let (tx, ty) = (table(a.inputs[0]), table(a.inputs[1]));
     let requant = ChannelRequant::new(0, o.multiplier, o.shift, o.zero_point, a.act_min, a.act_max);
@@ -46,7 +39,7 @@ pub fn concat(c: &Concat, parts: &[&[i8]], out: &mut [i8]) {
                 o.copy_from_slice(i);
             } else {
                 for (slot, &q) in o.iter_mut().zip(i) {
-                    *slot = (rescaled(q, r, 0) + zp).clamp(-128, 127) as i8;
+                    *slot = (r.apply(q, 0) + zp).clamp(-128, 127) as i8;
                 }
             }
         }

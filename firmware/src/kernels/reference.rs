@@ -3,7 +3,7 @@
 //! runs through these.
 
 use crate::model::{Add, Conv};
-use crate::requant::{multiply_by_quantized_multiplier, requantize};
+use crate::requant::requantize;
 
 /// Convolution with any groups, stride, padding and dilation; padded taps read the input's
 /// zero point (they add nothing).
@@ -57,10 +57,8 @@ pub fn conv(l: &Conv, x: &[i8], out: &mut [i8]) {
 /// [`Add::LEFT_SHIFT`] and rescaled, the two summed, then requantized and clamped.
 pub fn add(a: &Add, x: &[i8], y: &[i8], out: &mut [i8]) {
     for ((slot, &p), &q) in out.iter_mut().zip(x).zip(y) {
-        let sum = [p, q].iter().zip(a.inputs).fold(0i32, |sum, (&v, r)| {
-            let centred = (v as i32 - r.zero_point as i32) << Add::LEFT_SHIFT;
-            sum + multiply_by_quantized_multiplier(centred, r.multiplier, r.shift as i32)
-        });
+        let [rx, ry] = a.inputs;
+        let sum = rx.apply(p, Add::LEFT_SHIFT) + ry.apply(q, Add::LEFT_SHIFT);
         let o = a.output;
         *slot = requantize(
             sum,
