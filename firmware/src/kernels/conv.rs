@@ -1,9 +1,10 @@
 //! Convolution: im2col blocks of four output pixels, each filter one pass over a block.
 
-use super::im2col::Im2col;
+use core::mem::MaybeUninit;
+
+use super::im2col::{Im2col, PADDED_BYTES};
 use super::{BLOCK, MAX_TAPS};
 use crate::model::{Conv, Pool, PoolKind};
-use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`.
 /// `block` holds `2 · BLOCK` words per group, laid out as [`Im2col::gather`] writes them.
@@ -11,6 +12,7 @@ use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
 #[cfg(any(test, not(any(ember_dsp, ember_sse2, ember_thumb2))))]
 #[inline(always)]
 fn mac_groups_portable(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
+    use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
     for (w, pairs) in weights.chunks_exact(4).zip(block.chunks_exact(2 * BLOCK)) {
         let (even, odd) = (sxtb16(word(w)), sxtb16_ror8(word(w)));
         for (a, x) in acc.iter_mut().zip(pairs.chunks_exact(2)) {
@@ -104,17 +106,19 @@ fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
 // The assembly below and the SSE2 loop are written for four pixels per block.
 const _: () = assert!(BLOCK == 4);
 
-/// A weight word as SSE2 lanes: its halfword pairs `(w0, w2)`, `(w1, w3)` (as SXTB16 splits
-/// it), side by side in 64 bits.
-#[cfg(ember_sse2)]
+/// A weight word split as SXTB16 splits it: its halfword pairs `(w0, w2)`, `(w1, w3)`, side
+/// by side in 64 bits (in memory, the even pair's word first). Split once per filter, the
+/// SMLAD loop loads both with one LDRD, and the SSE2 loop uses them as PMADDWD lanes.
+#[cfg(any(ember_sse2, ember_dsp))]
 #[inline(always)]
-fn sse2_lanes(w: &[i8]) -> u64 {
+fn split_word(w: &[i8]) -> u64 {
+    use crate::simd::{sxtb16, sxtb16_ror8, word};
     let w = word(w);
     (sxtb16_ror8(w) as u64) << 32 | sxtb16(w) as u64
 }
 
 /// [`mac_groups_portable`] for the host simulation on x86-64, in SSE2 (part of every x86-64),
-/// with the weights already split by [`sse2_lanes`]: per group, one PMADDWD per two pixels
+/// with the weights already split by [`split_word`]: per group, one PMADDWD per two pixels
 /// gives each pixel's two SMLAD products side by side. The sums are exact (|w · x| < 2^23)
 /// and the accumulators wrap as SMLAD's do, so the bits are the same.
 #[cfg(ember_sse2)]
@@ -142,141 +146,205 @@ fn mac_groups_sse2(lanes: &[u64], block: &[u32], acc: &mut [i32; BLOCK]) {
     }
 }
 
-/// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`: per
-/// group one weight load, two SXTB16, four LDRD and eight SMLAD, the accumulators in registers.
-#[cfg(ember_dsp)]
-#[inline(always)]
-fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
-    let groups = weights.len() / 4;
-    let block = &block[..groups * 2 * BLOCK];
-    if groups == 0 {
-        return;
-    }
-    let [mut a0, mut a1, mut a2, mut a3] = *acc;
-    // SAFETY: the loop reads `groups` words from `weights` (LDR allows the unaligned address on
-    // ARMv7E-M) and `groups · 8` words from `block`, both within the slices checked above; it
-    // writes only the named registers and the flags.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {w}, [{wp}], #4",
-            "sxtb16 {even}, {w}",
-            "sxtb16 {w}, {w}, ror #8",
-            "ldrd {x0}, {x1}, [{bp}], #8",
-            "smlad {a0}, {even}, {x0}, {a0}",
-            "smlad {a0}, {w}, {x1}, {a0}",
-            "ldrd {x0}, {x1}, [{bp}], #8",
-            "smlad {a1}, {even}, {x0}, {a1}",
-            "smlad {a1}, {w}, {x1}, {a1}",
-            "ldrd {x0}, {x1}, [{bp}], #8",
-            "smlad {a2}, {even}, {x0}, {a2}",
-            "smlad {a2}, {w}, {x1}, {a2}",
-            "ldrd {x0}, {x1}, [{bp}], #8",
-            "smlad {a3}, {even}, {x0}, {a3}",
-            "smlad {a3}, {w}, {x1}, {a3}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            wp = inout(reg) weights.as_ptr() => _,
-            bp = inout(reg) block.as_ptr() => _,
-            n = inout(reg) groups => _,
-            w = out(reg) _,
-            even = out(reg) _,
-            x0 = out(reg) _,
-            x1 = out(reg) _,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
-            options(nostack, readonly),
-        );
-    }
-    *acc = [a0, a1, a2, a3];
-}
-
-/// The filter's last `len % 4` weights as a word, zero above them: the last four bytes
-/// shifted down when the filter is that long (one load), else gathered one by one.
-#[inline(always)]
-fn tail_word(filter: &[i8]) -> u32 {
-    let (len, rem) = (filter.len(), filter.len() % 4);
-    if len >= 4 {
-        word(&filter[len - 4..]) >> (8 * (4 - rem))
-    } else {
-        let mut tail = [0i8; 4];
-        tail[..len].copy_from_slice(filter);
-        word(&tail)
-    }
-}
-
-/// A filter split for [`dot_block`]: its whole groups of four weights, and the rest as the
-/// halfword pairs of a zero-padded word.
+/// A filter as whole groups of four weights, the last zero-padded (into `pad`) when its
+/// length is not a multiple of four: the im2col block's taps past the filter are zero, so the
+/// padding adds nothing, and every loop runs on whole groups.
 struct Filter<'a> {
+    #[cfg_attr(ember_dsp, allow(dead_code))]
     whole: &'a [i8],
-    tail: Option<(u32, u32)>,
-    /// The whole groups split once per filter, for [`mac_groups_sse2`].
-    #[cfg(ember_sse2)]
+    /// The groups split once per filter ([`split_word`]), where the loop reads them so.
+    #[cfg(any(ember_sse2, ember_dsp))]
     lanes: &'a [u64],
 }
 
-/// Room for a filter's weights split by [`sse2_lanes`]: none where nothing splits them ahead.
-#[cfg(ember_sse2)]
+/// Room for a filter's split weights: none where nothing splits them ahead.
+#[cfg(any(ember_sse2, ember_dsp))]
 const LANES: usize = MAX_TAPS / 4;
-#[cfg(not(ember_sse2))]
+#[cfg(not(any(ember_sse2, ember_dsp)))]
 const LANES: usize = 0;
 
+/// Room for a filter padded to whole groups.
+const PADDED_FILTER: usize = MAX_TAPS + 3;
+
 impl<'a> Filter<'a> {
-    #[cfg_attr(not(ember_sse2), allow(unused_variables))]
-    fn new(weights: &'a [i8], lanes: &'a mut [u64; LANES]) -> Self {
-        let whole = weights.len() / 4 * 4;
-        let tail = (whole < weights.len()).then(|| {
-            let w = tail_word(weights);
-            (sxtb16(w), sxtb16_ror8(w))
-        });
-        #[cfg(ember_sse2)]
+    #[cfg_attr(not(any(ember_sse2, ember_dsp)), allow(unused_variables))]
+    fn new(
+        weights: &'a [i8],
+        pad: &'a mut [i8; PADDED_FILTER],
+        lanes: &'a mut [u64; LANES],
+    ) -> Self {
+        let groups = weights.len().div_ceil(4);
+        let whole = if weights.len().is_multiple_of(4) {
+            weights
+        } else {
+            let pad = &mut pad[..4 * groups];
+            pad[..weights.len()].copy_from_slice(weights);
+            pad[weights.len()..].fill(0);
+            pad
+        };
+        #[cfg(any(ember_sse2, ember_dsp))]
         let lanes = {
-            let groups = weights[..whole].chunks_exact(4);
-            for (l, w) in lanes.iter_mut().zip(groups) {
-                *l = sse2_lanes(w);
+            for (l, w) in lanes.iter_mut().zip(whole.chunks_exact(4)) {
+                *l = split_word(w);
             }
-            &lanes[..whole / 4]
+            &lanes[..groups.min(LANES)]
         };
         Self {
-            whole: &weights[..whole],
-            tail,
-            #[cfg(ember_sse2)]
+            whole,
+            #[cfg(any(ember_sse2, ember_dsp))]
             lanes,
         }
     }
 
-    /// Adds its whole groups' `Σ w · x` to each pixel's accumulator.
+    /// Runs the filter over every block of `tile`, each pixel's accumulator starting at
+    /// `init`, and writes to `out` each block's four sums, or with `POOL` their maximum.
+    #[cfg(not(ember_dsp))]
     #[inline(always)]
-    fn mac_groups(&self, block: &[u32], acc: &mut [i32; BLOCK]) {
-        #[cfg(ember_sse2)]
-        mac_groups_sse2(self.lanes, block, acc);
-        #[cfg(not(ember_sse2))]
-        mac_groups(self.whole, block, acc);
-    }
-}
-
-/// `init + Σ w · x` of one filter against the `BLOCK` pixels of an im2col block.
-#[inline(always)]
-fn dot_block(filter: &Filter, block: &[u32], init: i32) -> [i32; BLOCK] {
-    let mut acc = [init; BLOCK];
-    filter.mac_groups(block, &mut acc);
-    if let Some((even, odd)) = filter.tail {
-        let at = filter.whole.len() / 4 * 2 * BLOCK;
-        for (a, x) in acc
-            .iter_mut()
-            .zip(block[at..at + 2 * BLOCK].chunks_exact(2))
-        {
-            *a = smlad(odd, x[1], smlad(even, x[0], *a));
+    fn over_blocks<const POOL: bool>(&self, tile: &[u32], init: i32, out: &mut [i32]) {
+        // A filter has at least one tap; `max` only keeps `chunks_exact` from panicking.
+        let blocks = tile.chunks_exact((self.whole.len() / 4 * 2 * BLOCK).max(1));
+        let per_block = if POOL { 1 } else { BLOCK };
+        for (block, out) in blocks.zip(out.chunks_exact_mut(per_block)) {
+            let mut acc = [init; BLOCK];
+            #[cfg(ember_sse2)]
+            mac_groups_sse2(self.lanes, block, &mut acc);
+            #[cfg(not(ember_sse2))]
+            mac_groups(self.whole, block, &mut acc);
+            if POOL {
+                out[0] = acc[0].max(acc[1]).max(acc[2]).max(acc[3]);
+            } else {
+                out.copy_from_slice(&acc);
+            }
         }
     }
-    acc
+
+    /// [`over_blocks`](Self::over_blocks) with the block loop in the assembly. Per block:
+    /// four moves start the accumulators; the MAC loop runs two groups a pass (per group one
+    /// LDRD of split weights, four LDRD of columns and eight SMLAD), entering at its second
+    /// half when the count is odd; then one store of the four sums, or three compares and one
+    /// store of their maximum. The loop's constants wait on the stack, as the twelve
+    /// registers the loop may use are all taken.
+    #[cfg(ember_dsp)]
+    #[inline(always)]
+    fn over_blocks<const POOL: bool>(&self, tile: &[u32], init: i32, out: &mut [i32]) {
+        let groups = self.lanes.len();
+        let per_block = if POOL { 1 } else { BLOCK };
+        let blocks = match groups {
+            0 => 0,
+            g => (tile.len() / (g * 2 * BLOCK)).min(out.len() / per_block),
+        };
+        if blocks == 0 {
+            return;
+        }
+        let lanes = self.lanes.as_ptr_range();
+        let out_end = out[blocks * per_block..].as_ptr();
+        macro_rules! block_loop {
+            ($entry:literal, $($store:literal),*) => {
+                // SAFETY: each block reads the `groups` split weights (`lanes`) and
+                // `groups · 8` words of `tile`, for `blocks` blocks within `tile`; it writes
+                // `per_block` words of `out` per block, up to `out_end`. Three words of stack
+                // below the caller's are freed at the end.
+                unsafe {
+                    core::arch::asm!(
+                        "sub sp, sp, #16",
+                        "str {we}, [sp]",
+                        "str {wo}, [sp, #4]",
+                        "str {x0}, [sp, #8]",
+                        "2:",
+                        "ldr r0, [sp]",
+                        "mov r1, r0",
+                        "mov r2, r0",
+                        "mov r3, r0",
+                        "ldr {wp}, [sp, #4]",
+                        $entry,
+                        "3:",
+                        "ldrd {we}, {wo}, [{wp}], #8",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r0, {we}, {x0}, r0",
+                        "smlad r0, {wo}, {x1}, r0",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r1, {we}, {x0}, r1",
+                        "smlad r1, {wo}, {x1}, r1",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r2, {we}, {x0}, r2",
+                        "smlad r2, {wo}, {x1}, r2",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r3, {we}, {x0}, r3",
+                        "smlad r3, {wo}, {x1}, r3",
+                        "4:",
+                        "ldrd {we}, {wo}, [{wp}], #8",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r0, {we}, {x0}, r0",
+                        "smlad r0, {wo}, {x1}, r0",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r1, {we}, {x0}, r1",
+                        "smlad r1, {wo}, {x1}, r1",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r2, {we}, {x0}, r2",
+                        "smlad r2, {wo}, {x1}, r2",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r3, {we}, {x0}, r3",
+                        "smlad r3, {wo}, {x1}, r3",
+                        "cmp {wp}, {wend}",
+                        "bne 3b",
+                        $($store,)*
+                        "ldr {x0}, [sp, #8]",
+                        "cmp {out}, {x0}",
+                        "bne 2b",
+                        "add sp, sp, #16",
+                        we = inout(reg) init => _,
+                        wo = inout(reg) lanes.start => _,
+                        x0 = inout(reg) out_end => _,
+                        x1 = out(reg) _,
+                        wp = out(reg) _,
+                        wend = in(reg) lanes.end,
+                        bp = inout(reg) tile.as_ptr() => _,
+                        out = inout(reg) out.as_mut_ptr() => _,
+                        out("r0") _,
+                        out("r1") _,
+                        out("r2") _,
+                        out("r3") _,
+                    )
+                }
+            };
+        }
+        macro_rules! with_entry {
+            ($($store:literal),*) => {
+                if groups % 2 == 1 {
+                    block_loop!("b 4f", $($store),*)
+                } else {
+                    block_loop!("", $($store),*)
+                }
+            };
+        }
+        if POOL {
+            with_entry!(
+                "cmp r0, r1",
+                "it lt",
+                "movlt r0, r1",
+                "cmp r2, r3",
+                "it lt",
+                "movlt r2, r3",
+                "cmp r0, r2",
+                "it lt",
+                "movlt r0, r2",
+                "str r0, [{out}], #4"
+            );
+        } else {
+            with_entry!("stmia {out}!, {{r0, r1, r2, r3}}");
+        }
+    }
 }
 
 /// Words of im2col data gathered at a time: one block of the largest kernel, or many blocks
-/// of a small one.
-const TILE_WORDS: usize = MAX_TAPS / 2 * BLOCK;
+/// of a small one. With the DSP extension each filter is split once per tile, so a tile is
+/// larger there (10 KiB: the nine blocks of the MNIST CNN's last convolution, 3×3 over 16
+/// channels); elsewhere it stays small for RAM (the Cortex-M0 has 16 KiB in all).
+const TILE_WORDS: usize = if cfg!(ember_dsp) {
+    9 * MAX_TAPS / 4 * BLOCK
+} else {
+    MAX_TAPS / 2 * BLOCK
+};
 /// Most output pixels in a tile (their accumulators live on the stack).
 const TILE_PIXELS: usize = 256;
 
@@ -353,18 +421,36 @@ fn convolve(layer: &Conv, pool: Option<&Pool>, input: &[i8], output: &mut [i8]) 
     let block_words = geometry.groups * 2 * BLOCK;
     let tile_pixels = (TILE_WORDS / block_words * BLOCK).min(TILE_PIXELS);
     let order = PixelOrder::new(layer, pool);
-    let mut tile = [0u32; TILE_WORDS];
+    // Not zeroed: each block is written whole before the filters read it.
+    let mut tile = [MaybeUninit::<u32>::uninit(); TILE_WORDS];
     let mut scratch = [0i16; MAX_TAPS + 3];
     let scratch = &mut scratch[..geometry.groups * 4];
+    let mut padded = [MaybeUninit::uninit(); PADDED_BYTES];
+    let source = geometry.source(input, &mut padded);
     for first in (0..order.pixels).step_by(tile_pixels) {
         let count = tile_pixels.min(order.pixels - first);
         let blocks = count.div_ceil(BLOCK);
         for (b, block) in tile.chunks_exact_mut(block_words).take(blocks).enumerate() {
-            for slot in 0..BLOCK {
-                let pixel = order.pixel(first + (b * BLOCK + slot).min(count - 1));
-                geometry.gather(input, pixel, scratch, block, slot);
+            let pixel = |slot: usize| order.pixel(first + (b * BLOCK + slot).min(count - 1));
+            match &source {
+                Some(source) => {
+                    let starts = core::array::from_fn(|k| geometry.window_start(source, pixel(k)));
+                    geometry.gather_block(source, starts, block);
+                }
+                None => {
+                    block.fill(MaybeUninit::new(0));
+                    // SAFETY: every word was just written.
+                    let block = unsafe { &mut *(block as *mut [MaybeUninit<u32>] as *mut [u32]) };
+                    for slot in 0..BLOCK {
+                        geometry.gather(input, pixel(slot), scratch, block, slot);
+                    }
+                }
             }
         }
+        // SAFETY: the first `blocks` blocks were each written whole just above.
+        let tile = unsafe {
+            &*(&tile[..blocks * block_words] as *const [MaybeUninit<u32>] as *const [u32])
+        };
         let outputs = match pool {
             Some(_) => first / BLOCK..first / BLOCK + blocks,
             None => first..first + count,
@@ -373,7 +459,7 @@ fn convolve(layer: &Conv, pool: Option<&Pool>, input: &[i8], output: &mut [i8]) 
             layer,
             weights,
             pool.map(|p| (p.act_min, p.act_max)),
-            &tile[..blocks * block_words],
+            tile,
             &mut output[outputs.start * oc..outputs.end * oc],
         );
     }
@@ -435,29 +521,19 @@ fn filters_over_tile(
 ) {
     let oc = layer.output.c as usize;
     let taps = weights.len() / oc;
-    let block_words = taps.div_ceil(4) * 2 * BLOCK;
     let outputs = out.len() / oc;
     let mut accs = [0i32; TILE_PIXELS + BLOCK];
+    let mut pad = [0i8; PADDED_FILTER];
     let mut lanes = [0u64; LANES];
     for (c, filter) in weights.chunks_exact(taps).enumerate() {
-        let filter = Filter::new(filter, &mut lanes);
+        let filter = Filter::new(filter, &mut pad, &mut lanes);
         let requant = match pool_clamp {
             Some((min, max)) => layer.channel(c).clamped(min, max),
             None => layer.channel(c),
         };
-        let blocks = tile.chunks_exact(block_words);
         match pool_clamp {
-            Some(_) => {
-                for (block, acc) in blocks.zip(accs.iter_mut()) {
-                    let four = dot_block(&filter, block, requant.bias());
-                    *acc = four[0].max(four[1]).max(four[2]).max(four[3]);
-                }
-            }
-            None => {
-                for (block, acc) in blocks.zip(accs.chunks_exact_mut(BLOCK)) {
-                    acc.copy_from_slice(&dot_block(&filter, block, requant.bias()));
-                }
-            }
+            Some(_) => filter.over_blocks::<true>(tile, requant.bias(), &mut accs),
+            None => filter.over_blocks::<false>(tile, requant.bias(), &mut accs),
         }
         requant.apply_strided(&accs[..outputs], &mut out[c..], oc);
     }
@@ -479,10 +555,14 @@ mod sse2_tests {
             init in any::<[i32; BLOCK]>(),
         ) {
             let (weights, block) = (&weights[..4 * groups], &seed[..2 * BLOCK * groups]);
-            let mut lanes = [0u64; LANES];
-            let filter = Filter::new(weights, &mut lanes);
-            let (mut fast, mut want) = (init, init);
-            filter.mac_groups(block, &mut fast);
+            let (mut pad, mut lanes) = ([0i8; PADDED_FILTER], [0u64; LANES]);
+            let filter = Filter::new(weights, &mut pad, &mut lanes);
+            let mut fast = [0; BLOCK];
+            filter.over_blocks::<false>(block, 0, &mut fast);
+            for (f, i) in fast.iter_mut().zip(init) {
+                *f = f.wrapping_add(i);
+            }
+            let mut want = init;
             mac_groups_portable(weights, block, &mut want);
             prop_assert_eq!(fast, want);
         }

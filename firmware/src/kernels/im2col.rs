@@ -1,9 +1,24 @@
 //! im2col: the receptive fields of a block of output pixels, gathered into the layout the
 //! convolution's inner loop reads.
 
+use core::mem::MaybeUninit;
+
 use super::BLOCK;
 use crate::model::Conv;
 use crate::simd::pack16;
+
+/// Most bytes of a convolution's input that [`Im2col::source`] copies with its padding (on the
+/// stack): the MNIST CNN's widest, 16 × 16 × 8 with its border, fits.
+pub(super) const PADDED_BYTES: usize = 2048;
+
+/// Input rows in which every window of a convolution lies whole: the input itself, or a copy
+/// with the padding written out as the zero point. Gathering from it is whole rows for every
+/// pixel, without border cases.
+pub(super) struct Source<'a> {
+    bytes: &'a [i8],
+    /// Bytes from one row to the next.
+    stride: usize,
+}
 
 /// One pixel's slot in an im2col block, filled a group (two words) at a time.
 struct Column<'a> {
@@ -70,6 +85,50 @@ fn convert_rows_portable(
 #[cfg(not(any(ember_dsp, ember_sse2, ember_thumb2)))]
 use convert_rows_portable as convert_rows;
 
+/// [`convert_rows_portable`] on raw parts, as the fast twins take them.
+///
+/// # Safety
+/// As for the fast twins: `src` readable for `(rows - 1) · stride + 4 · words` bytes, `dst`
+/// writable for `2 · BLOCK · (rows · words - 1) + 2` words, `rows, words > 0`.
+#[cfg(not(any(ember_dsp, ember_sse2, ember_thumb2)))]
+#[inline(always)]
+unsafe fn convert_rows_raw(
+    src: *const i8,
+    rows: usize,
+    words: usize,
+    stride: usize,
+    dst: *mut u32,
+    offset: u32,
+) {
+    // SAFETY: the caller's contract is exactly these slices' extent.
+    let (src, dst) = unsafe {
+        (
+            core::slice::from_raw_parts(src, (rows - 1) * stride + 4 * words),
+            core::slice::from_raw_parts_mut(dst, 2 * BLOCK * (rows * words - 1) + 2),
+        )
+    };
+    convert_rows_portable(src, rows, 4 * words, stride, dst, offset);
+}
+
+/// [`convert_rows_portable`] by a fast twin, checked once: it converts nothing when the rows
+/// do not fit `src` and `dst`.
+#[cfg(any(ember_dsp, ember_sse2, ember_thumb2))]
+#[inline(always)]
+fn convert_rows(
+    src: &[i8],
+    rows: usize,
+    row_bytes: usize,
+    stride: usize,
+    dst: &mut [u32],
+    offset: u32,
+) {
+    if rows_fit(src, rows, row_bytes, stride, dst) {
+        // SAFETY: `rows_fit` checked exactly the twins' contract.
+        let (src, dst, words) = (src.as_ptr(), dst.as_mut_ptr(), row_bytes / 4);
+        unsafe { convert_rows_raw(src, rows, words, stride, dst, offset) };
+    }
+}
+
 /// Whether [`convert_rows`] may read and write its `rows` whole within `src` and `dst`: the
 /// fast twins check once, then run without bounds checks.
 #[cfg(any(ember_dsp, ember_sse2, ember_thumb2))]
@@ -83,32 +142,31 @@ fn rows_fit(src: &[i8], rows: usize, row_bytes: usize, stride: usize, dst: &[u32
         && dst.len() >= 2 * BLOCK * (rows * words - 1) + 2
 }
 
-/// [`convert_rows_portable`] for the host simulation on x86-64, in SSE2: a word's bytes
-/// sign-extended to halfwords, reordered `b0 b2 b1 b3`, offset, and stored as the two words
-/// in one 64-bit store. Bounds are checked once, as for the assembly.
+/// [`convert_rows_portable`] for the host simulation on x86-64, in SSE2, unchecked as the
+/// assembly: a word's bytes sign-extended to halfwords, reordered `b0 b2 b1 b3`, offset, and
+/// stored as the two words in one 64-bit store.
+///
+/// # Safety
+/// As for the assembly twins.
 #[cfg(ember_sse2)]
 #[inline(always)]
-fn convert_rows(
-    src: &[i8],
+unsafe fn convert_rows_raw(
+    src: *const i8,
     rows: usize,
-    row_bytes: usize,
+    words: usize,
     stride: usize,
-    dst: &mut [u32],
+    dst: *mut u32,
     offset: u32,
 ) {
     use core::arch::x86_64::*;
-    let words = row_bytes / 4;
-    if !rows_fit(src, rows, row_bytes, stride, dst) {
-        return;
-    }
     // SAFETY: SSE2 is in the x86-64 baseline. Reads `rows` runs of `words` words of `src`,
-    // `stride` bytes apart, and writes two words every `2 · BLOCK` of `dst`: both within the
-    // slices, as checked above.
+    // `stride` bytes apart, and writes two words every `2 · BLOCK` of `dst`: both within what
+    // the caller guarantees.
     unsafe {
         let offset = _mm_set1_epi32(offset as i32);
-        let mut out = dst.as_mut_ptr() as *mut __m128i;
+        let mut out = dst as *mut __m128i;
         for r in 0..rows {
-            let row = src.as_ptr().add(r * stride) as *const i32;
+            let row = src.add(r * stride) as *const i32;
             for k in 0..words {
                 let x = _mm_cvtsi32_si128(row.add(k).read_unaligned());
                 let x = _mm_srai_epi16::<8>(_mm_unpacklo_epi8(x, x));
@@ -123,27 +181,25 @@ fn convert_rows(
 // The assembly below and the SSE2 loop are written for four pixels per block.
 const _: () = assert!(BLOCK == 4);
 
-/// Converts `rows` rows of `row_bytes` input bytes (a multiple of four), `stride` bytes apart
-/// in `src`, to the offset halfword pairs `(b0, b2)`, `(b1, b3)` of each word, stored at
-/// `dst[8k]`, `dst[8k + 1]`: one slot of consecutive groups of a block. Eight instructions a
-/// word.
+/// [`convert_rows`] without its checks: `rows > 0` rows of `words > 0` words, `stride`
+/// bytes apart, from `src`. Eight instructions a word.
+///
+/// # Safety
+/// `src` must be readable for `(rows - 1) · stride + 4 · words` bytes, `dst` writable for
+/// `2 · BLOCK · (rows · words - 1) + 2` words, and `stride >= 4 · words`.
 #[cfg(ember_dsp)]
 #[inline(always)]
-fn convert_rows(
-    src: &[i8],
+unsafe fn convert_rows_raw(
+    src: *const i8,
     rows: usize,
-    row_bytes: usize,
+    words: usize,
     stride: usize,
-    dst: &mut [u32],
+    dst: *mut u32,
     offset: u32,
 ) {
-    let words = row_bytes / 4;
-    if !rows_fit(src, rows, row_bytes, stride, dst) {
-        return;
-    }
     // SAFETY: reads `rows` runs of `words` words from `src`, `stride` bytes apart (LDR takes
     // an unaligned address on ARMv7E-M), and writes two words every `2 · BLOCK` of `dst`;
-    // both stay within the slices, as checked above.
+    // both stay within what the caller guarantees.
     unsafe {
         core::arch::asm!(
             "2:",
@@ -160,8 +216,8 @@ fn convert_rows(
             "add {src}, {src}, {skip}",
             "subs {rows}, {rows}, #1",
             "bne 2b",
-            src = inout(reg) src.as_ptr() => _,
-            dst = inout(reg) dst.as_mut_ptr() => _,
+            src = inout(reg) src => _,
+            dst = inout(reg) dst => _,
             rows = inout(reg) rows => _,
             words = in(reg) words,
             skip = in(reg) stride - words * 4,
@@ -174,28 +230,27 @@ fn convert_rows(
     }
 }
 
-/// [`convert_rows_portable`] on ARMv7-M without the DSP extension (the Cortex-M3): each byte
-/// sign-extended (SXTB/SBFX/ASR), offset, and two packed into a word (BFI). Fourteen
-/// instructions a word.
+/// [`convert_rows_portable`] on ARMv7-M without the DSP extension (the Cortex-M3), unchecked
+/// as the DSP twin: each byte sign-extended (SXTB/SBFX/ASR), offset, and two packed into a
+/// word (BFI). Fourteen instructions a word.
+///
+/// # Safety
+/// As for the DSP twin.
 #[cfg(all(ember_thumb2, not(ember_dsp)))]
 #[inline(always)]
-fn convert_rows(
-    src: &[i8],
+unsafe fn convert_rows_raw(
+    src: *const i8,
     rows: usize,
-    row_bytes: usize,
+    words: usize,
     stride: usize,
-    dst: &mut [u32],
+    dst: *mut u32,
     offset: u32,
 ) {
-    let words = row_bytes / 4;
-    if !rows_fit(src, rows, row_bytes, stride, dst) {
-        return;
-    }
     // `offset` is `-zero_point` in both halfwords; one halfword of it, sign-extended.
     let offset = offset as u16 as i16 as i32;
     // SAFETY: as for the DSP twin: reads `rows` runs of `words` words from `src`, `stride`
     // bytes apart (LDR takes an unaligned address on ARMv7-M), and writes two words every
-    // `2 · BLOCK` of `dst`; both stay within the slices, as checked above.
+    // `2 · BLOCK` of `dst`; both stay within what the caller guarantees.
     unsafe {
         core::arch::asm!(
             "2:",
@@ -218,8 +273,8 @@ fn convert_rows(
             "add {src}, {src}, {skip}",
             "subs {rows}, {rows}, #1",
             "bne 2b",
-            src = inout(reg) src.as_ptr() => _,
-            dst = inout(reg) dst.as_mut_ptr() => _,
+            src = inout(reg) src => _,
+            dst = inout(reg) dst => _,
             rows = inout(reg) rows => _,
             words = in(reg) words,
             skip = in(reg) stride - words * 4,
@@ -241,6 +296,7 @@ pub(super) struct Im2col {
     ic: usize,
     in_h: isize,
     in_w: isize,
+    out_h: usize,
     out_w: usize,
     stride: (usize, usize),
     padding: (isize, isize),
@@ -270,6 +326,7 @@ impl Im2col {
             ic,
             in_h: layer.input.h as isize,
             in_w: layer.input.w as isize,
+            out_h: layer.output.h as usize,
             out_w: layer.output.w as usize,
             stride: (layer.stride.0 as usize, layer.stride.1 as usize),
             padding: (layer.padding.0 as isize, layer.padding.1 as isize),
@@ -280,6 +337,169 @@ impl Im2col {
         }
     }
 
+    /// Where every window reads whole rows: `input` itself when no window leaves it, else a
+    /// copy into `buf` with the padding (and the margin a widened row reads past the last tap)
+    /// filled with the zero point. `None` when the rows are not whole words or the copy does
+    /// not fit; then [`gather`](Self::gather) works window by window.
+    pub(super) fn source<'a>(
+        &self,
+        input: &'a [i8],
+        buf: &'a mut [MaybeUninit<i8>; PADDED_BYTES],
+    ) -> Option<Source<'a>> {
+        if !self.row.is_multiple_of(4) || self.out_h == 0 || self.out_w == 0 {
+            return None;
+        }
+        // Rows and bytes per row that the last window reaches, counted from the padded origin.
+        let rows = (self.out_h - 1) * self.stride.0 + self.kh;
+        let len = (self.out_w - 1) * self.stride.1 * self.ic + self.row;
+        let (in_h, in_len) = (self.in_h as usize, self.in_w as usize * self.ic);
+        let (top, left) = (self.padding.0 as usize, self.padding.1 as usize * self.ic);
+        if top == 0 && left == 0 && rows <= in_h && len <= in_len {
+            return Some(Source {
+                bytes: input,
+                stride: in_len,
+            });
+        }
+        let region = buf.get_mut(..rows * len)?;
+        region.fill(MaybeUninit::new(self.zero_point));
+        // SAFETY: every byte of `region` was just written, and `MaybeUninit<i8>` has the layout
+        // of `i8`.
+        let bytes = unsafe { &mut *(region as *mut [MaybeUninit<i8>] as *mut [i8]) };
+        for (y, src) in (top..rows).zip(input.chunks_exact(in_len.max(1)).take(in_h)) {
+            let n = in_len.min(len.saturating_sub(left));
+            bytes[y * len + left..][..n].copy_from_slice(&src[..n]);
+        }
+        Some(Source { bytes, stride: len })
+    }
+
+    /// Where in `source` output pixel `pixel`'s window starts.
+    #[inline(always)]
+    pub(super) fn window_start(&self, source: &Source, pixel: usize) -> usize {
+        let (oy, ox) = (pixel / self.out_w, pixel % self.out_w);
+        oy * self.stride.0 * source.stride + ox * self.stride.1 * self.ic
+    }
+
+    /// Gathers the windows starting at `starts` in `source` into the slots of `block`, as
+    /// [`gather`](Self::gather) does pixel by pixel: each kernel row is whole words of one
+    /// row. The bounds are checked once for the block, and every word of it is written (with
+    /// zeros if a window did not fit, which `source` rules out).
+    #[inline(always)]
+    pub(super) fn gather_block(
+        &self,
+        source: &Source,
+        starts: [usize; BLOCK],
+        block: &mut [MaybeUninit<u32>],
+    ) {
+        let words = self.row / 4;
+        let (stride, reach) = (source.stride, (self.kh - 1) * source.stride + self.row);
+        let fits = self.kh > 0
+            && words > 0
+            && self.row.is_multiple_of(4)
+            && stride >= self.row
+            && block.len() == self.groups * 2 * BLOCK
+            && self.groups == self.kh * words
+            && starts.iter().all(|&s| s + reach <= source.bytes.len());
+        if !fits {
+            block.fill(MaybeUninit::new(0));
+            return;
+        }
+        let (src, dst) = (source.bytes.as_ptr(), block.as_mut_ptr() as *mut u32);
+        let starts = starts.map(|s| src.wrapping_add(s));
+        // SAFETY: checked above: `kh` rows of `words` words from each start lie in `source`,
+        // and each slot's `groups = kh · words` groups, which cover the block, lie in it.
+        unsafe { convert_block_raw(&starts, self.kh, words, stride, dst, self.offset) };
+    }
+}
+
+/// The windows at `starts` converted into the `BLOCK` slots of the block at `dst`, each as
+/// [`convert_rows_raw`] converts one: slot by slot.
+///
+/// # Safety
+/// As for [`convert_rows_raw`], for every start and its slot `dst + 2 · slot`.
+#[cfg(not(ember_dsp))]
+#[inline(always)]
+unsafe fn convert_block_raw(
+    starts: &[*const i8; BLOCK],
+    rows: usize,
+    words: usize,
+    stride: usize,
+    dst: *mut u32,
+    offset: u32,
+) {
+    for (slot, &src) in starts.iter().enumerate() {
+        // SAFETY: the caller's contract, slot by slot.
+        unsafe { convert_rows_raw(src, rows, words, stride, dst.add(2 * slot), offset) };
+    }
+}
+
+/// [`convert_block_raw`] in one piece of assembly: the four slots' loops one after the
+/// other, so that nothing between them is spilled. Per slot three instructions, per row
+/// four, and per word the eight of [`convert_rows_raw`].
+///
+/// # Safety
+/// As for [`convert_rows_raw`], for every start and its slot `dst + 2 · slot`.
+#[cfg(ember_dsp)]
+#[inline(always)]
+unsafe fn convert_block_raw(
+    starts: &[*const i8; BLOCK],
+    rows: usize,
+    words: usize,
+    stride: usize,
+    dst: *mut u32,
+    offset: u32,
+) {
+    macro_rules! slot {
+        () => {
+            concat!(
+                "ldr {src}, [{starts}], #4\n",
+                "mov {dst}, {slot}\n",
+                "add {slot}, {slot}, #8\n",
+                "mov {r}, {rows}\n",
+                "3:\n",
+                "mov {n}, {words}\n",
+                "4:\n",
+                "ldr {x}, [{src}], #4\n",
+                "sxtb16 {even}, {x}\n",
+                "sxtb16 {x}, {x}, ror #8\n",
+                "sadd16 {even}, {even}, {offset}\n",
+                "sadd16 {x}, {x}, {offset}\n",
+                "strd {even}, {x}, [{dst}], #32\n",
+                "subs {n}, {n}, #1\n",
+                "bne 4b\n",
+                "add {src}, {src}, {skip}\n",
+                "subs {r}, {r}, #1\n",
+                "bne 3b\n",
+            )
+        };
+    }
+    const _: () = assert!(BLOCK == 4);
+    // SAFETY: per slot, reads `rows` runs of `words` words from its start, `stride` bytes
+    // apart (LDR takes an unaligned address on ARMv7E-M), and writes two words every
+    // `2 · BLOCK` from `dst + 2 · slot`: all within what the caller guarantees.
+    unsafe {
+        core::arch::asm!(
+            slot!(),
+            slot!(),
+            slot!(),
+            slot!(),
+            starts = inout(reg) starts.as_ptr() => _,
+            slot = inout(reg) dst => _,
+            rows = in(reg) rows,
+            words = in(reg) words,
+            skip = in(reg) stride - words * 4,
+            offset = in(reg) offset,
+            src = out(reg) _,
+            dst = out(reg) _,
+            r = out(reg) _,
+            n = out(reg) _,
+            x = out(reg) _,
+            even = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+impl Im2col {
     /// Gathers output pixel `pixel`'s receptive field as `x - zero_point` (padding becomes 0)
     /// into slot `slot` of `block`. The block holds, per group of four taps `t0 t1 t2 t3`, the
     /// words `(t0, t2)` and `(t1, t3)` of each of its `BLOCK` pixels in turn: the order SXTB16

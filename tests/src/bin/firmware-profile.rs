@@ -3,8 +3,9 @@
 //! the function it belongs to. The counts cover the whole run (start-up, one inference, the
 //! printout); the inference is most of it.
 //!
-//! Run: `cargo run --release -p ember-tests --bin firmware-profile -- [m3|m4] [NAME]`, where
-//! NAME is a committed model (default `mnist_cnn`).
+//! Run: `cargo run --release -p ember-tests --bin firmware-profile -- [m3|m4] [NAME] [FUNCTION]`,
+//! where NAME is a committed model (default `mnist_cnn`). With FUNCTION (part of a function's
+//! name), it also lists that function's hottest blocks of code with their instructions.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -13,10 +14,17 @@ use std::process::Stdio;
 use anyhow::{bail, Context};
 use ember_tests::{root, Board, M3, M4F};
 
+/// A translated block: its instructions and its function.
+struct Block {
+    instructions: u64,
+    function: String,
+    text: String,
+}
+
 /// Instructions per translated block, by its first address, and each block's function.
 #[derive(Default)]
 struct Trace {
-    blocks: HashMap<u64, (u64, String)>,
+    blocks: HashMap<u64, Block>,
     runs: HashMap<u64, u64>,
 }
 
@@ -25,15 +33,26 @@ impl Trace {
     /// `Trace N: HOST [CS_BASE/PC/FLAGS/CFLAGS] function` line per block executed.
     fn read(log: impl BufRead) -> anyhow::Result<Trace> {
         let mut t = Trace::default();
-        let mut block: Option<(u64, u64, String)> = None;
+        let mut block: Option<(u64, Block)> = None;
         for line in log.lines() {
             let line = line?;
             if let Some(name) = line.strip_prefix("IN: ") {
                 t.close(block.take());
-                block = Some((u64::MAX, 0, name.trim().to_string()));
+                let function = name.trim().to_string();
+                let (instructions, text) = (0, String::new());
+                block = Some((
+                    u64::MAX,
+                    Block {
+                        instructions,
+                        function,
+                        text,
+                    },
+                ));
             } else if let (Some(b), Some(pc)) = (block.as_mut(), instruction_address(&line)) {
                 b.0 = b.0.min(pc);
-                b.1 += 1;
+                b.1.instructions += 1;
+                b.1.text.push_str(&line);
+                b.1.text.push('\n');
             } else if let Some(pc) = executed_block(&line) {
                 t.close(block.take());
                 *t.runs.entry(pc).or_default() += 1;
@@ -43,9 +62,9 @@ impl Trace {
         Ok(t)
     }
 
-    fn close(&mut self, block: Option<(u64, u64, String)>) {
-        if let Some((pc, n, name)) = block.filter(|b| b.1 > 0) {
-            self.blocks.insert(pc, (n, name));
+    fn close(&mut self, block: Option<(u64, Block)>) {
+        if let Some((pc, b)) = block.filter(|b| b.1.instructions > 0) {
+            self.blocks.insert(pc, b);
         }
     }
 
@@ -53,8 +72,8 @@ impl Trace {
     fn by_function(&self) -> Vec<(String, u64)> {
         let mut totals: HashMap<&str, u64> = HashMap::new();
         for (pc, runs) in &self.runs {
-            if let Some((n, name)) = self.blocks.get(pc) {
-                *totals.entry(name).or_default() += n * runs;
+            if let Some(b) = self.blocks.get(pc) {
+                *totals.entry(&b.function).or_default() += b.instructions * runs;
             }
         }
         let mut rows: Vec<(String, u64)> = totals
@@ -62,6 +81,19 @@ impl Trace {
             .map(|(name, n)| (demangle(name), n))
             .collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        rows
+    }
+
+    /// The blocks of functions whose name contains `part`, with the instructions they ran
+    /// in all, most first.
+    fn hot_blocks(&self, part: &str) -> Vec<(u64, u64, &Block)> {
+        let mut rows: Vec<(u64, u64, &Block)> = self
+            .runs
+            .iter()
+            .filter_map(|(pc, runs)| Some((*pc, *runs, self.blocks.get(pc)?)))
+            .filter(|(_, _, b)| demangle(&b.function).contains(part))
+            .collect();
+        rows.sort_by_key(|(pc, runs, b)| (std::cmp::Reverse(runs * b.instructions), *pc));
         rows
     }
 }
@@ -113,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         Some(other) => bail!("{other}: the board is m3 or m4"),
     };
     let name = args.get(1).map_or("mnist_cnn", String::as_str);
+    let function = args.get(2);
     let model = root().join(format!("models/{name}_int8.rs"));
     if !model.is_file() {
         bail!("{}: no such committed model", model.display());
@@ -131,7 +164,8 @@ fn main() -> anyhow::Result<()> {
         bail!("{}: the firmware failed ({status})", elf.display());
     }
     let file = std::fs::File::open(&log).with_context(|| format!("{}", log.display()))?;
-    let rows = Trace::read(BufReader::new(file))?.by_function();
+    let trace = Trace::read(BufReader::new(file))?;
+    let rows = trace.by_function();
     std::fs::remove_file(&log)?;
     let total: u64 = rows.iter().map(|r| r.1).sum();
     println!(
@@ -143,6 +177,15 @@ fn main() -> anyhow::Result<()> {
             "{n:>10} {:>5.1}%  {function}",
             100.0 * *n as f64 / total as f64
         );
+    }
+    if let Some(part) = function {
+        for (pc, runs, b) in trace.hot_blocks(part).iter().take(40) {
+            let all = runs * b.instructions;
+            println!(
+                "\n{pc:#x}: {runs} runs × {} = {all}\n{}",
+                b.instructions, b.text
+            );
+        }
     }
     Ok(())
 }
