@@ -145,51 +145,64 @@ impl ChannelRequant {
     }
 
     /// The fast expression of [`apply_sum`](Self::apply_sum) over `n > 0` sums, in Thumb-2
-    /// assembly with every constant in a register (19 instructions per output).
+    /// assembly with every constant in a register: 19 instructions per output, or 14 when
+    /// the clamp is the whole int8 range (one SSAT).
     ///
     /// # Safety
     /// `sums` must be readable for `n` words and `out` writable at `k · stride` for `k < n`.
     #[cfg(ember_thumb2)]
     #[inline(always)]
     unsafe fn fast_strided(&self, sums: *const i32, out: *mut i8, stride: usize, n: usize) {
-        // SAFETY: the caller's contract; the loop touches nothing else, and only the flags and
-        // the named registers.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr {lo}, [{sums}], #4",
-                "smull {lo}, {hi}, {lo}, {m}",
-                "adds {lo}, {lo}, #0x40000000",
-                "adc {hi}, {hi}, #0",
-                // hi(S) = hi(P') + 2^(e-2) - [P' < 0 and bit 31 of lo(P') clear]
-                "bic {lo}, {hi}, {lo}",
-                "add {hi}, {hi}, {round}",
-                "add {hi}, {hi}, {lo}, asr #31",
-                "asr {hi}, {hi}, {shift}",
-                "add {hi}, {hi}, {zp}",
+        macro_rules! strided {
+            ($($clamp:literal),* ; $($operands:tt)*) => {
+                // SAFETY: the caller's contract; the loop touches nothing else, and only the
+                // flags and the named registers.
+                unsafe {
+                    core::arch::asm!(
+                        "2:",
+                        "ldr {lo}, [{sums}], #4",
+                        "smull {lo}, {hi}, {lo}, {m}",
+                        "adds {lo}, {lo}, #0x40000000",
+                        "adc {hi}, {hi}, #0",
+                        // hi(S) = hi(P') + 2^(e-2) - [P' < 0 and bit 31 of lo(P') clear]
+                        "bic {lo}, {hi}, {lo}",
+                        "add {hi}, {hi}, {round}",
+                        "add {hi}, {hi}, {lo}, asr #31",
+                        "asr {hi}, {hi}, {shift}",
+                        "add {hi}, {hi}, {zp}",
+                        $($clamp,)*
+                        "strb {hi}, [{out}]",
+                        "add {out}, {out}, {stride}",
+                        "subs {n}, {n}, #1",
+                        "bne 2b",
+                        sums = inout(reg) sums => _,
+                        out = inout(reg) out => _,
+                        n = inout(reg) n => _,
+                        stride = in(reg) stride,
+                        m = in(reg) self.multiplier,
+                        round = in(reg) self.round,
+                        shift = in(reg) self.high_shift,
+                        zp = in(reg) self.zero_point,
+                        lo = out(reg) _,
+                        hi = out(reg) _,
+                        $($operands)*
+                        options(nostack),
+                    );
+                }
+            };
+        }
+        if (self.min, self.max) == (i8::MIN as i32, i8::MAX as i32) {
+            strided!("ssat {hi}, #8, {hi}";);
+        } else {
+            strided!(
                 "cmp {hi}, {min}",
                 "it lt",
                 "movlt {hi}, {min}",
                 "cmp {hi}, {max}",
                 "it gt",
-                "movgt {hi}, {max}",
-                "strb {hi}, [{out}]",
-                "add {out}, {out}, {stride}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                sums = inout(reg) sums => _,
-                out = inout(reg) out => _,
-                n = inout(reg) n => _,
-                stride = in(reg) stride,
-                m = in(reg) self.multiplier,
-                round = in(reg) self.round,
-                shift = in(reg) self.high_shift,
-                zp = in(reg) self.zero_point,
+                "movgt {hi}, {max}";
                 min = in(reg) self.min,
                 max = in(reg) self.max,
-                lo = out(reg) _,
-                hi = out(reg) _,
-                options(nostack),
             );
         }
     }

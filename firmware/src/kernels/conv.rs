@@ -2,7 +2,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::im2col::{Im2col, PADDED_BYTES};
+use super::im2col::{Buffer, Im2col, Windows};
 use super::{BLOCK, MAX_TAPS};
 use crate::model::{Conv, Pool, PoolKind};
 
@@ -117,6 +117,54 @@ fn split_word(w: &[i8]) -> u64 {
     (sxtb16_ror8(w) as u64) << 32 | sxtb16(w) as u64
 }
 
+/// Every group of `whole` split by [`split_word`] into `lanes`.
+#[cfg(ember_sse2)]
+#[inline(always)]
+fn split_words(whole: &[i8], lanes: &mut [u64]) {
+    for (l, w) in lanes.iter_mut().zip(whole.chunks_exact(4)) {
+        *l = split_word(w);
+    }
+}
+
+/// [`split_word`] over every group of `whole` into `lanes`, two groups a pass in assembly
+/// (one LDRD, four SXTB16, two STRD): the split is redone for each tile, so it counts.
+#[cfg(ember_dsp)]
+#[inline(always)]
+fn split_words(whole: &[i8], lanes: &mut [u64]) {
+    let n = (whole.len() / 4).min(lanes.len());
+    let pairs = n / 2;
+    if pairs > 0 {
+        // SAFETY: reads `8 · pairs` bytes of `whole` (by LDR, which takes the unaligned
+        // address; LDRD would not) and writes `2 · pairs` u64 of `lanes` (8-aligned, for
+        // STRD), both within the slices as `2 · pairs <= n`.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {a}, [{src}], #4",
+                "ldr {b}, [{src}], #4",
+                "sxtb16 {c}, {a}",
+                "sxtb16 {a}, {a}, ror #8",
+                "strd {c}, {a}, [{dst}], #8",
+                "sxtb16 {c}, {b}",
+                "sxtb16 {b}, {b}, ror #8",
+                "strd {c}, {b}, [{dst}], #8",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                src = inout(reg) whole.as_ptr() => _,
+                dst = inout(reg) lanes.as_mut_ptr() => _,
+                n = inout(reg) pairs => _,
+                a = out(reg) _,
+                b = out(reg) _,
+                c = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+    if n % 2 == 1 {
+        lanes[n - 1] = split_word(&whole[4 * (n - 1)..]);
+    }
+}
+
 /// [`mac_groups_portable`] for the host simulation on x86-64, in SSE2 (part of every x86-64),
 /// with the weights already split by [`split_word`]: per group, one PMADDWD per two pixels
 /// gives each pixel's two SMLAD products side by side. The sums are exact (|w · x| < 2^23)
@@ -184,9 +232,7 @@ impl<'a> Filter<'a> {
         };
         #[cfg(any(ember_sse2, ember_dsp))]
         let lanes = {
-            for (l, w) in lanes.iter_mut().zip(whole.chunks_exact(4)) {
-                *l = split_word(w);
-            }
+            split_words(whole, lanes);
             &lanes[..groups.min(LANES)]
         };
         Self {
@@ -337,14 +383,8 @@ impl<'a> Filter<'a> {
 }
 
 /// Words of im2col data gathered at a time: one block of the largest kernel, or many blocks
-/// of a small one. With the DSP extension each filter is split once per tile, so a tile is
-/// larger there (10 KiB: the nine blocks of the MNIST CNN's last convolution, 3×3 over 16
-/// channels); elsewhere it stays small for RAM (the Cortex-M0 has 16 KiB in all).
-const TILE_WORDS: usize = if cfg!(ember_dsp) {
-    9 * MAX_TAPS / 4 * BLOCK
-} else {
-    MAX_TAPS / 2 * BLOCK
-};
+/// of a small one.
+const TILE_WORDS: usize = MAX_TAPS / 2 * BLOCK;
 /// Most output pixels in a tile (their accumulators live on the stack).
 const TILE_PIXELS: usize = 256;
 
@@ -423,21 +463,19 @@ fn convolve(layer: &Conv, pool: Option<&Pool>, input: &[i8], output: &mut [i8]) 
     let order = PixelOrder::new(layer, pool);
     // Not zeroed: each block is written whole before the filters read it.
     let mut tile = [MaybeUninit::<u32>::uninit(); TILE_WORDS];
-    let mut scratch = [0i16; MAX_TAPS + 3];
-    let scratch = &mut scratch[..geometry.groups * 4];
-    let mut padded = [MaybeUninit::uninit(); PADDED_BYTES];
-    let source = geometry.source(input, &mut padded);
+    let mut buf: Buffer = [MaybeUninit::uninit(); _];
+    let mut windows = geometry.windows(input, &mut buf);
     for first in (0..order.pixels).step_by(tile_pixels) {
         let count = tile_pixels.min(order.pixels - first);
         let blocks = count.div_ceil(BLOCK);
         for (b, block) in tile.chunks_exact_mut(block_words).take(blocks).enumerate() {
             let pixel = |slot: usize| order.pixel(first + (b * BLOCK + slot).min(count - 1));
-            match &source {
-                Some(source) => {
+            match &mut windows {
+                Windows::Rows(source) => {
                     let starts = core::array::from_fn(|k| geometry.window_start(source, pixel(k)));
                     geometry.gather_block(source, starts, block);
                 }
-                None => {
+                Windows::Taps(scratch) => {
                     block.fill(MaybeUninit::new(0));
                     // SAFETY: every word was just written.
                     let block = unsafe { &mut *(block as *mut [MaybeUninit<u32>] as *mut [u32]) };

@@ -74,6 +74,10 @@ fn dot_rows_2(x: &[i8], zp: i8, wa: &[i8], wb: &[i8]) -> (i32, i32) {
 /// Fully connected layer, weights `[outputs][inputs]`, rows in pairs (an odd last row is
 /// paired with itself).
 pub fn fully_connected(layer: &FullyConnected, input: &[i8], output: &mut [i8]) {
+    #[cfg(ember_dsp)]
+    if rows_3::fully_connected(layer, input, output) {
+        return;
+    }
     let (inputs, outputs) = (layer.inputs as usize, layer.outputs as usize);
     let x = &input[..inputs];
     for o in (0..outputs).step_by(2) {
@@ -82,6 +86,105 @@ pub fn fully_connected(layer: &FullyConnected, input: &[i8], output: &mut [i8]) 
         let (acc_o, acc_p) = dot_rows_2(x, layer.input_zero_point, row(o), row(p));
         output[o] = layer.channel(o).apply(acc_o);
         output[p] = layer.channel(p).apply(acc_p);
+    }
+}
+
+/// The SMLAD path: the input widened (and offset) once, then three rows a pass.
+#[cfg(ember_dsp)]
+mod rows_3 {
+    use crate::model::FullyConnected;
+    use crate::simd::{pack16, sadd16, sxtb16, sxtb16_ror8, word};
+
+    /// Most inputs widened on the stack (1 KiB as halfwords).
+    const MAX_INPUTS: usize = 512;
+
+    /// Runs `layer` if its inputs are whole words and fit [`MAX_INPUTS`]; else returns false
+    /// and leaves it to the pairs.
+    pub(super) fn fully_connected(layer: &FullyConnected, input: &[i8], output: &mut [i8]) -> bool {
+        let (inputs, outputs) = (layer.inputs as usize, layer.outputs as usize);
+        let fits = inputs > 0
+            && inputs.is_multiple_of(4)
+            && inputs <= MAX_INPUTS
+            && input.len() >= inputs
+            && output.len() >= outputs
+            && layer.weights.len() >= inputs * outputs;
+        if !fits {
+            return false;
+        }
+        let zp = -(layer.input_zero_point as i32);
+        let offset = pack16(zp, zp);
+        let mut wide = [0u32; MAX_INPUTS / 2];
+        let wide = &mut wide[..inputs / 2];
+        for (pair, x) in wide.chunks_exact_mut(2).zip(input.chunks_exact(4)) {
+            let x = word(x);
+            pair[0] = sadd16(sxtb16(x), offset);
+            pair[1] = sadd16(sxtb16_ror8(x), offset);
+        }
+        if outputs < 3 {
+            for (o, out) in output[..outputs].iter_mut().enumerate() {
+                let acc = dot_rows_3(wide, &layer.weights[o * inputs..], 0);
+                *out = layer.channel(o).apply(acc[0]);
+            }
+            return true;
+        }
+        // Rows `o, o + 1, o + 2`; the last pass starts at `outputs - 3`, redoing a row or two.
+        for o in (0..outputs).step_by(3).map(|o| o.min(outputs - 3)) {
+            let acc = dot_rows_3(wide, &layer.weights[o * inputs..], inputs);
+            for (k, acc) in acc.into_iter().enumerate() {
+                output[o + k] = layer.channel(o + k).apply(acc);
+            }
+        }
+        true
+    }
+
+    /// `Σ x · w` of the widened input `wide` against three rows `step` bytes apart from the
+    /// start of `rows`: per group of four, one LDRD of `x`, and per row one weight load, two
+    /// SXTB16 and two SMLAD.
+    fn dot_rows_3(wide: &[u32], rows: &[i8], step: usize) -> [i32; 3] {
+        let groups = wide.len() / 2;
+        let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
+        if groups == 0 || rows.len() < 2 * step + 4 * groups {
+            return [0; 3];
+        }
+        // SAFETY: reads `groups` words from `wide` pairs and `4 · groups` bytes of each of the
+        // three rows (at 0, `step`, `2 · step`), all within the slices, as checked above;
+        // LDR takes the unaligned address on ARMv7E-M.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldrd {x0}, {x1}, [{xp}], #8",
+                "ldr {w}, [{wp}, {k}, lsl #1]",
+                "sxtb16 {e}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad {a2}, {e}, {x0}, {a2}",
+                "smlad {a2}, {w}, {x1}, {a2}",
+                "ldr {w}, [{wp}, {k}]",
+                "sxtb16 {e}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad {a1}, {e}, {x0}, {a1}",
+                "smlad {a1}, {w}, {x1}, {a1}",
+                "ldr {w}, [{wp}], #4",
+                "sxtb16 {e}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad {a0}, {e}, {x0}, {a0}",
+                "smlad {a0}, {w}, {x1}, {a0}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                xp = inout(reg) wide.as_ptr() => _,
+                wp = inout(reg) rows.as_ptr() => _,
+                k = in(reg) step,
+                n = inout(reg) groups => _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                w = out(reg) _,
+                e = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2]
     }
 }
 

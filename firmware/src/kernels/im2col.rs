@@ -7,9 +7,20 @@ use super::BLOCK;
 use crate::model::Conv;
 use crate::simd::pack16;
 
-/// Most bytes of a convolution's input that [`Im2col::source`] copies with its padding (on the
-/// stack): the MNIST CNN's widest, 16 × 16 × 8 with its border, fits.
-pub(super) const PADDED_BYTES: usize = 2048;
+/// Most bytes of a convolution's input that [`Im2col::windows`] copies with its padding (on
+/// the stack): the MNIST CNN's widest, 16 × 16 × 8 with its border, fits.
+const PADDED_BYTES: usize = 2048;
+
+/// Room for the padded copy of an input, or else for the taps of one window.
+pub(super) type Buffer = [MaybeUninit<i16>; PADDED_BYTES / 2];
+
+/// How a convolution gathers its windows.
+pub(super) enum Windows<'a> {
+    /// Whole rows of a [`Source`], a block at a time.
+    Rows(Source<'a>),
+    /// Tap by tap through this scratch (`4 · groups` taps), pixel by pixel.
+    Taps(&'a mut [i16]),
+}
 
 /// Input rows in which every window of a convolution lies whole: the input itself, or a copy
 /// with the padding written out as the zero point. Gathering from it is whole rows for every
@@ -337,39 +348,47 @@ impl Im2col {
         }
     }
 
-    /// Where every window reads whole rows: `input` itself when no window leaves it, else a
-    /// copy into `buf` with the padding (and the margin a widened row reads past the last tap)
-    /// filled with the zero point. `None` when the rows are not whole words or the copy does
-    /// not fit; then [`gather`](Self::gather) works window by window.
-    pub(super) fn source<'a>(
-        &self,
-        input: &'a [i8],
-        buf: &'a mut [MaybeUninit<i8>; PADDED_BYTES],
-    ) -> Option<Source<'a>> {
-        if !self.row.is_multiple_of(4) || self.out_h == 0 || self.out_w == 0 {
-            return None;
-        }
+    /// How to gather the windows: from `input` itself when no window leaves it; else from a
+    /// copy in `buf` with the padding (and the margin a widened row reads past the last tap)
+    /// filled with the zero point; or, when the rows are not whole words or the copy does not
+    /// fit, tap by tap with `buf` as scratch.
+    pub(super) fn windows<'a>(&self, input: &'a [i8], buf: &'a mut Buffer) -> Windows<'a> {
         // Rows and bytes per row that the last window reaches, counted from the padded origin.
-        let rows = (self.out_h - 1) * self.stride.0 + self.kh;
-        let len = (self.out_w - 1) * self.stride.1 * self.ic + self.row;
+        let rows = (self.out_h.max(1) - 1) * self.stride.0 + self.kh;
+        let len = (self.out_w.max(1) - 1) * self.stride.1 * self.ic + self.row;
         let (in_h, in_len) = (self.in_h as usize, self.in_w as usize * self.ic);
         let (top, left) = (self.padding.0 as usize, self.padding.1 as usize * self.ic);
-        if top == 0 && left == 0 && rows <= in_h && len <= in_len {
-            return Some(Source {
-                bytes: input,
-                stride: in_len,
+        if !self.row.is_multiple_of(4) || rows * len > PADDED_BYTES {
+            let scratch = &mut buf[..4 * self.groups];
+            scratch.fill(MaybeUninit::new(0));
+            // SAFETY: every element of `scratch` was just written.
+            return Windows::Taps(unsafe {
+                &mut *(scratch as *mut [MaybeUninit<i16>] as *mut [i16])
             });
         }
-        let region = buf.get_mut(..rows * len)?;
-        region.fill(MaybeUninit::new(self.zero_point));
-        // SAFETY: every byte of `region` was just written, and `MaybeUninit<i8>` has the layout
-        // of `i8`.
-        let bytes = unsafe { &mut *(region as *mut [MaybeUninit<i8>] as *mut [i8]) };
+        if top == 0 && left == 0 && rows <= in_h && len <= in_len {
+            let stride = in_len;
+            return Windows::Rows(Source {
+                bytes: input,
+                stride,
+            });
+        }
+        // SAFETY: `Buffer` is `PADDED_BYTES` bytes of `MaybeUninit`, which any bytes may fill;
+        // the region taken is within it (checked above), and is written whole before it is
+        // read as `i8`.
+        let bytes = unsafe {
+            let region = core::slice::from_raw_parts_mut(
+                buf.as_mut_ptr() as *mut MaybeUninit<i8>,
+                rows * len,
+            );
+            region.fill(MaybeUninit::new(self.zero_point));
+            &mut *(region as *mut [MaybeUninit<i8>] as *mut [i8])
+        };
         for (y, src) in (top..rows).zip(input.chunks_exact(in_len.max(1)).take(in_h)) {
             let n = in_len.min(len.saturating_sub(left));
             bytes[y * len + left..][..n].copy_from_slice(&src[..n]);
         }
-        Some(Source { bytes, stride: len })
+        Windows::Rows(Source { bytes, stride: len })
     }
 
     /// Where in `source` output pixel `pixel`'s window starts.

@@ -535,3 +535,33 @@ fn fully_connected_matches_the_reference_on_random_layers() {
         assert_eq!(y, want, "case {case}");
     }
 }
+
+/// Inputs whose padded copy does not fit the gather's buffer take the window-by-window path:
+/// it must give the same bits as the reference too.
+#[test]
+fn convolutions_too_large_to_pad_match_the_reference() {
+    let mut rng = Rng(17);
+    for case in 0..12 {
+        let ic = [4u16, 8][rng.below(2) as usize];
+        let input = Shape {
+            h: rng.below(8) as u16 + 24,
+            w: rng.below(8) as u16 + 24,
+            c: ic,
+        };
+        let output = Shape { c: 3, ..input };
+        let weights = rng.i8s(3 * 9 * ic as usize);
+        let (bias, mult, shift) = channels(&mut rng, 3);
+        let layer = Conv {
+            input_zero_point: rng.next() as i8,
+            ..conv_layer(input, output, 3, 1, (&weights, &bias, &mult, &shift))
+        };
+        assert!(
+            input.len() > 2048,
+            "case {case}: the input must not fit the padded copy"
+        );
+        let x = rng.i8s(input.len());
+        let mut y = std::vec![0i8; output.len()];
+        conv(&layer, &x, &mut y);
+        assert_eq!(y, conv_reference(&layer, &x), "case {case}");
+    }
+}
