@@ -74,7 +74,7 @@ fn dot_rows_2(x: &[i8], zp: i8, wa: &[i8], wb: &[i8]) -> (i32, i32) {
 /// Fully connected layer, weights `[outputs][inputs]`, rows in pairs (an odd last row is
 /// paired with itself).
 pub fn fully_connected(layer: &FullyConnected, input: &[i8], output: &mut [i8]) {
-    #[cfg(ember_dsp)]
+    #[cfg(ember_thumb2)]
     if rows_3::fully_connected(layer, input, output) {
         return;
     }
@@ -89,8 +89,9 @@ pub fn fully_connected(layer: &FullyConnected, input: &[i8], output: &mut [i8]) 
     }
 }
 
-/// The SMLAD path: the input widened (and offset) once, then three rows a pass.
-#[cfg(ember_dsp)]
+/// The Thumb-2 path: the input widened (and offset) once, as SXTB16 splits words, then three
+/// rows a pass, by SMLAD or, on the Cortex-M3, by LDRSH/LDRSB and MLA.
+#[cfg(ember_thumb2)]
 mod rows_3 {
     use crate::model::FullyConnected;
     use crate::simd::{pack16, sadd16, sxtb16, sxtb16_ror8, word};
@@ -140,6 +141,7 @@ mod rows_3 {
     /// `Σ x · w` of the widened input `wide` against three rows `step` bytes apart from the
     /// start of `rows`: per group of four, one LDRD of `x`, and per row one weight load, two
     /// SXTB16 and two SMLAD.
+    #[cfg(ember_dsp)]
     fn dot_rows_3(wide: &[u32], rows: &[i8], step: usize) -> [i32; 3] {
         let groups = wide.len() / 2;
         let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
@@ -178,6 +180,58 @@ mod rows_3 {
                 x1 = out(reg) _,
                 w = out(reg) _,
                 e = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2]
+    }
+
+    /// [`dot_rows_3`] on the Cortex-M3 (no SMLAD): per tap one LDRSH of `x` (at its place in
+    /// the split pair) and per row one LDRSB and one MLA, 31 instructions per 12 MACs.
+    #[cfg(not(ember_dsp))]
+    fn dot_rows_3(wide: &[u32], rows: &[i8], step: usize) -> [i32; 3] {
+        let groups = wide.len() / 2;
+        let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
+        if groups == 0 || rows.len() < 2 * step + 4 * groups {
+            return [0; 3];
+        }
+        macro_rules! tap {
+            ($x:literal) => {
+                concat!(
+                    "ldrsh {x}, [{xp}, #",
+                    $x,
+                    "]\n",
+                    "ldrsb {w}, [{wp}, {k}, lsl #1]\n",
+                    "mla {a2}, {w}, {x}, {a2}\n",
+                    "ldrsb {w}, [{wp}, {k}]\n",
+                    "mla {a1}, {w}, {x}, {a1}\n",
+                    "ldrsb {w}, [{wp}], #1\n",
+                    "mla {a0}, {w}, {x}, {a0}\n",
+                )
+            };
+        }
+        // SAFETY: as for the SMLAD twin: `groups` pairs of `wide` and `4 · groups` bytes of each
+        // of the three rows, within the slices as checked above.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                // Taps 0..4 sit at halfwords 0, 2, 1, 3 of the pair (SXTB16's order).
+                tap!("0"),
+                tap!("4"),
+                tap!("2"),
+                tap!("6"),
+                "adds {xp}, {xp}, #8",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                xp = inout(reg) wide.as_ptr() => _,
+                wp = inout(reg) rows.as_ptr() => _,
+                k = in(reg) step,
+                n = inout(reg) groups => _,
+                x = out(reg) _,
+                w = out(reg) _,
                 a0 = inout(reg) a0,
                 a1 = inout(reg) a1,
                 a2 = inout(reg) a2,
