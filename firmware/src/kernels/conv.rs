@@ -472,7 +472,9 @@ fn convolve(layer: &Conv, pool: Option<&Pool>, input: &[i8], output: &mut [i8]) 
             let pixel = |slot: usize| order.pixel(first + (b * BLOCK + slot).min(count - 1));
             match &mut windows {
                 Windows::Rows(source) => {
-                    let starts = core::array::from_fn(|k| geometry.window_start(source, pixel(k)));
+                    let starts = order
+                        .block(first, b, count)
+                        .map(|p| geometry.window_start(source, p));
                     geometry.gather_block(source, starts, block);
                 }
                 Windows::Taps(scratch) => {
@@ -528,6 +530,24 @@ impl PixelOrder {
                 width,
                 windows_per_row: None,
             },
+        }
+    }
+
+    /// Row and column in the convolution's output of the pixels of block `b` of the tile
+    /// whose first pixel is the `first`-th computed and which holds `count` pixels (a short
+    /// last block repeats its last pixel): one division per block, or per pixel unfused.
+    #[inline(always)]
+    fn block(&self, first: usize, b: usize, count: usize) -> [(usize, usize); BLOCK] {
+        match self.windows_per_row {
+            Some(per_row) => {
+                let window = first / BLOCK + b;
+                let (y, x) = (2 * (window / per_row), 2 * (window % per_row));
+                [(y, x), (y, x + 1), (y + 1, x), (y + 1, x + 1)]
+            }
+            None => core::array::from_fn(|k| {
+                let v = first + (b * BLOCK + k).min(count - 1);
+                (v / self.width, v % self.width)
+            }),
         }
     }
 

@@ -391,10 +391,9 @@ impl Im2col {
         Windows::Rows(Source { bytes, stride: len })
     }
 
-    /// Where in `source` output pixel `pixel`'s window starts.
+    /// Where in `source` the window of the output pixel at row `oy`, column `ox` starts.
     #[inline(always)]
-    pub(super) fn window_start(&self, source: &Source, pixel: usize) -> usize {
-        let (oy, ox) = (pixel / self.out_w, pixel % self.out_w);
+    pub(super) fn window_start(&self, source: &Source, (oy, ox): (usize, usize)) -> usize {
         oy * self.stride.0 * source.stride + ox * self.stride.1 * self.ic
     }
 
