@@ -37,6 +37,8 @@ fn main() {
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
         println!("cargo:rustc-cfg=ember_sse2");
     }
+    // The service names the target it was built for.
+    println!("cargo:rustc-env=EMBER_TARGET={target}");
     if !target.starts_with("thumb") {
         return;
     }
@@ -90,8 +92,8 @@ fn board(target: &str) -> (String, usize, bool) {
     let (digits, serial) = match board.as_str() {
         "lm3s6965" => (240, true),
         "stm32f405" => (1000, true),
-        "nrf51" => (240, false),
-        "an500" | "an505" | "nrf52840" => (1000, false),
+        "nrf51" => (240, true),
+        "an500" | "an505" | "nrf52840" => (1000, true),
         other => panic!(
             "EMBER_BOARD={other}: unknown board (lm3s6965, stm32f405, nrf51, nrf52840, an500, an505)"
         ),

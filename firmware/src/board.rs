@@ -176,6 +176,88 @@ mod uart {
     }
 }
 
+#[cfg(any(ember_board = "nrf51", ember_board = "nrf52840"))]
+mod uart {
+    //! The legacy UART0 of the nRF51 and nRF52 (the same registers at the same address),
+    //! 115200 baud 8N1 on the pins of the board's USB serial bridge: P0.24 (TX) and P0.25
+    //! (RX) on the micro:bit v1, P0.06 and P0.08 on the nRF52840-DK.
+    pub const BASE: usize = 0x4000_2000;
+    const STARTRX: usize = 0x000;
+    const STARTTX: usize = 0x008;
+    const EVENTS_RXDRDY: usize = 0x108;
+    const EVENTS_TXDRDY: usize = 0x11C;
+    const ENABLE: usize = 0x500;
+    const PSELTXD: usize = 0x50C;
+    const PSELRXD: usize = 0x514;
+    const RXD: usize = 0x518;
+    const TXD: usize = 0x51C;
+    const BAUDRATE: usize = 0x524;
+    const BAUD_115200: u32 = 0x01D7_E000;
+    #[cfg(ember_board = "nrf51")]
+    const PINS: (u32, u32) = (24, 25);
+    #[cfg(ember_board = "nrf52840")]
+    const PINS: (u32, u32) = (6, 8);
+
+    pub fn init() {
+        use super::write_reg;
+        write_reg(BASE + PSELTXD, PINS.0);
+        write_reg(BASE + PSELRXD, PINS.1);
+        write_reg(BASE + BAUDRATE, BAUD_115200);
+        write_reg(BASE + ENABLE, 4);
+        write_reg(BASE + STARTTX, 1);
+        write_reg(BASE + STARTRX, 1);
+    }
+
+    pub fn read() -> Option<u8> {
+        use super::{read_reg, write_reg};
+        (read_reg(BASE + EVENTS_RXDRDY) != 0).then(|| {
+            // Clear the event before reading, so that a byte arriving meanwhile sets it again.
+            write_reg(BASE + EVENTS_RXDRDY, 0);
+            read_reg(BASE + RXD) as u8
+        })
+    }
+
+    pub fn write(byte: u8) {
+        use super::{read_reg, write_reg};
+        write_reg(BASE + TXD, byte as u32);
+        while read_reg(BASE + EVENTS_TXDRDY) == 0 {}
+        write_reg(BASE + EVENTS_TXDRDY, 0);
+    }
+}
+
+#[cfg(any(ember_board = "an500", ember_board = "an505"))]
+mod uart {
+    //! UART0 of Arm's MPS2+ FPGA images, a CMSDK APB UART (on the AN505 through its secure
+    //! alias: the firmware runs in the secure state). The FPGA's 25 MHz clock over 217 gives
+    //! 115200 baud.
+    #[cfg(ember_board = "an500")]
+    pub const BASE: usize = 0x4000_4000;
+    #[cfg(ember_board = "an505")]
+    pub const BASE: usize = 0x5020_0000;
+    const DATA: usize = 0x000;
+    const STATE: usize = 0x004;
+    const CTRL: usize = 0x008;
+    const BAUDDIV: usize = 0x010;
+    const STATE_TX_FULL: u32 = 1 << 0;
+    const STATE_RX_FULL: u32 = 1 << 1;
+
+    pub fn init() {
+        super::write_reg(BASE + BAUDDIV, 217);
+        // Transmitter and receiver enabled.
+        super::write_reg(BASE + CTRL, 0b11);
+    }
+
+    pub fn read() -> Option<u8> {
+        (super::read_reg(BASE + STATE) & STATE_RX_FULL != 0)
+            .then(|| super::read_reg(BASE + DATA) as u8)
+    }
+
+    pub fn write(byte: u8) {
+        while super::read_reg(BASE + STATE) & STATE_TX_FULL != 0 {}
+        super::write_reg(BASE + DATA, byte as u32);
+    }
+}
+
 #[cfg(ember_serial)]
 fn read_reg(addr: usize) -> u32 {
     // SAFETY: only called with the memory-mapped register addresses above, which are valid,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use firmware::protocol::{crc32, encode, ErrorCode, Kind, MAX_FRAME};
 use mnist::{Split, PIXELS};
-use runtime::device::{qemu, Board, Device, DeviceError, Link, M3, M4F};
+use runtime::device::{qemu, Board, Device, DeviceError, Link, M0, M3, M33, M4F, M7};
 use runtime::preprocess;
 
 #[allow(dead_code)]
@@ -75,6 +75,29 @@ fn cortex_m4f_logits_equal_the_host_simulation() {
 #[test]
 fn cortex_m3_logits_equal_the_host_simulation() {
     device_matches_host(M3);
+}
+
+/// The service built from the workspace for the cores whose UART drivers the runtime does not
+/// ship an ELF for (the nRF51's UART, the MPS2's CMSDK UART): the host's logits too.
+#[test]
+fn the_service_runs_on_the_m0_m7_and_m33() {
+    let dir = root().join("target/serve-cores");
+    let images = pictures();
+    for board in [M0, M7, M33] {
+        let elf = qemu::build(board, "serve", "", &dir, None, None).unwrap();
+        let link = Link::qemu(board, &elf).unwrap();
+        let mut device = Device::connect(link, TIMEOUT).unwrap();
+        assert_eq!(device.info.target, board.target);
+        for (i, image) in images.iter().enumerate().step_by(6) {
+            let answer = device.classify(image).unwrap();
+            assert_eq!(
+                answer.logits,
+                host_logits(image),
+                "{} picture {i}",
+                board.name
+            );
+        }
+    }
 }
 
 fn frame(kind: u8, seq: u8, payload: &[u8]) -> Vec<u8> {

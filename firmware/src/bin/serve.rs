@@ -82,11 +82,7 @@ mod service {
                 output_scale: model::MODEL.output_scale,
                 output_zero_point: model::MODEL.output_zero_point,
                 firmware_version: env!("CARGO_PKG_VERSION"),
-                target: if cfg!(ember_dsp) {
-                    "thumbv7em-none-eabihf"
-                } else {
-                    "thumbv7m-none-eabi"
-                },
+                target: env!("EMBER_TARGET"),
             };
             let mut payload = [0u8; 160];
             if let Some(n) = info.write(&mut payload) {

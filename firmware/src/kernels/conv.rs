@@ -385,11 +385,16 @@ impl<'a> Filter<'a> {
 /// Words of im2col data gathered at a time: one block of the largest kernel, or many blocks
 /// of a small one.
 const TILE_WORDS: usize = MAX_TAPS / 2 * BLOCK;
-/// Most output pixels in a tile (their accumulators live on the stack).
-const TILE_PIXELS: usize = 256;
+/// Whether this is an ARMv6-M core (the Cortex-M0), whose 16 KiB of RAM hold the inference
+/// service's frames besides the stack: its buffers below are smaller.
+pub(super) const SMALL_RAM: bool = cfg!(all(target_arch = "arm", not(ember_thumb2)));
 
-/// Bytes of weights a convolution may copy to widen its kernel rows.
-const WIDE_WEIGHTS: usize = 1024;
+/// Most output pixels in a tile (their accumulators live on the stack).
+const TILE_PIXELS: usize = if SMALL_RAM { 64 } else { 256 };
+
+/// Bytes of weights a convolution may copy to widen its kernel rows (the MNIST CNN's first
+/// layer needs 96).
+const WIDE_WEIGHTS: usize = if SMALL_RAM { 256 } else { 1024 };
 
 /// 2-D convolution, weights `[out_c][kh][kw][in_c]`, zero padding (the input zero point).
 ///

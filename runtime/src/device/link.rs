@@ -177,7 +177,10 @@ impl Link {
             .unwrap_or_default();
         let stderr = self.stderr.lock().map(|e| e.clone()).unwrap_or_default();
         let stderr = String::from_utf8_lossy(&stderr);
-        let tail = stderr.trim().lines().last().unwrap_or("").to_string();
+        // QEMU's own verdict ("qemu: fatal: Lockup ...") rather than the register dump after it.
+        let mut lines = stderr.trim().lines();
+        let fatal = lines.clone().find(|l| l.starts_with("qemu:"));
+        let tail = fatal.or(lines.next_back()).unwrap_or("").to_string();
         let tail = if tail.is_empty() {
             String::new()
         } else {

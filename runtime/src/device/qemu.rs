@@ -59,8 +59,9 @@ pub const M4F: Board = Board {
     reserved_ram: 16 * 1024,
 };
 
-/// Cortex-M0, Nordic nRF51822 (the BBC micro:bit): ARMv6-M, no DSP, 16 KiB of RAM. The demo
-/// runs here; the inference service has no serial driver for it yet.
+/// Cortex-M0, Nordic nRF51822 (the BBC micro:bit): ARMv6-M, no DSP, 16 KiB of RAM, of which
+/// the stack may take 13.5 KiB (`boards/nrf51.x`). The inference service runs here over the
+/// UART, built from the workspace (the runtime ships ELFs for [`Board::ALL`] only).
 pub const M0: Board = Board {
     name: "m0",
     target: "thumbv6m-none-eabi",
@@ -70,9 +71,10 @@ pub const M0: Board = Board {
     flash: 256 * 1024,
     ram: 16 * 1024,
     code_bytes: 40 * 1024,
-    reserved_ram: 12 * 1024,
+    reserved_ram: 13824,
 };
-/// Cortex-M33 with the DSP extension, Arm's MPS2+ image AN505 (demo only, as [`M0`]).
+/// Cortex-M33 with the DSP extension, Arm's MPS2+ image AN505 (the service built from the
+/// workspace, as for [`M0`]).
 pub const M33: Board = Board {
     name: "m33",
     target: "thumbv8m.main-none-eabihf",
@@ -84,7 +86,7 @@ pub const M33: Board = Board {
     code_bytes: 40 * 1024,
     reserved_ram: 16 * 1024,
 };
-/// Cortex-M7, Arm's MPS2+ image AN500 (demo only, as [`M0`]).
+/// Cortex-M7, Arm's MPS2+ image AN500 (the service built from the workspace, as for [`M0`]).
 pub const M7: Board = Board {
     name: "m7",
     target: "thumbv7em-none-eabihf",
