@@ -264,11 +264,11 @@ impl<'a> Filter<'a> {
         }
     }
 
-    /// [`over_blocks`](Self::over_blocks) with the block loop in the assembly. Per block:
-    /// four moves start the accumulators; the MAC loop runs two groups a pass (per group one
-    /// LDRD of split weights, four LDRD of columns and eight SMLAD), entering at its second
-    /// half when the count is odd; then one store of the four sums, or three compares and one
-    /// store of their maximum. The loop's constants wait on the stack, as the twelve
+    /// [`over_blocks`](Self::over_blocks) with the block loop in the assembly. Per block: one
+    /// LDM and three moves start the accumulators and the weights; the MAC loop runs four
+    /// groups a pass (per group one LDRD of split weights, four LDRD of columns and eight
+    /// SMLAD), entering part-way when the count is not a multiple of four; then one store of
+    /// the four sums, or three compares and one store of their maximum. The loop's constants wait on the stack, as the twelve
     /// registers the loop may use are all taken.
     #[cfg(ember_dsp)]
     #[inline(always)]
@@ -297,13 +297,41 @@ impl<'a> Filter<'a> {
                         "str {wo}, [sp, #4]",
                         "str {x0}, [sp, #8]",
                         "2:",
-                        "ldr r0, [sp]",
+                        // The accumulators' start and the weights' first group, at once.
+                        "ldm sp, {{r0, {wp}}}",
                         "mov r1, r0",
                         "mov r2, r0",
                         "mov r3, r0",
-                        "ldr {wp}, [sp, #4]",
                         $entry,
                         "3:",
+                        "ldrd {we}, {wo}, [{wp}], #8",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r0, {we}, {x0}, r0",
+                        "smlad r0, {wo}, {x1}, r0",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r1, {we}, {x0}, r1",
+                        "smlad r1, {wo}, {x1}, r1",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r2, {we}, {x0}, r2",
+                        "smlad r2, {wo}, {x1}, r2",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r3, {we}, {x0}, r3",
+                        "smlad r3, {wo}, {x1}, r3",
+                        "5:",
+                        "ldrd {we}, {wo}, [{wp}], #8",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r0, {we}, {x0}, r0",
+                        "smlad r0, {wo}, {x1}, r0",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r1, {we}, {x0}, r1",
+                        "smlad r1, {wo}, {x1}, r1",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r2, {we}, {x0}, r2",
+                        "smlad r2, {wo}, {x1}, r2",
+                        "ldrd {x0}, {x1}, [{bp}], #8",
+                        "smlad r3, {we}, {x0}, r3",
+                        "smlad r3, {wo}, {x1}, r3",
+                        "6:",
                         "ldrd {we}, {wo}, [{wp}], #8",
                         "ldrd {x0}, {x1}, [{bp}], #8",
                         "smlad r0, {we}, {x0}, r0",
@@ -354,12 +382,15 @@ impl<'a> Filter<'a> {
                 }
             };
         }
+        // The loop runs four groups a pass; a count that is not a multiple of four enters it
+        // that many groups before the end of the pass.
         macro_rules! with_entry {
             ($($store:literal),*) => {
-                if groups % 2 == 1 {
-                    block_loop!("b 4f", $($store),*)
-                } else {
-                    block_loop!("", $($store),*)
+                match groups % 4 {
+                    1 => block_loop!("b 4f", $($store),*),
+                    2 => block_loop!("b 6f", $($store),*),
+                    3 => block_loop!("b 5f", $($store),*),
+                    _ => block_loop!("", $($store),*),
                 }
             };
         }
@@ -383,8 +414,14 @@ impl<'a> Filter<'a> {
 }
 
 /// Words of im2col data gathered at a time: one block of the largest kernel, or many blocks
-/// of a small one.
-const TILE_WORDS: usize = MAX_TAPS / 2 * BLOCK;
+/// of a small one. With the DSP extension every filter is split once per tile, so the tile is
+/// larger there (10 KiB: the nine blocks of the MNIST CNN's last convolution, 3×3 over 16
+/// channels, in one tile), trading 5.6 KiB of stack for 7 % fewer instructions.
+const TILE_WORDS: usize = if cfg!(ember_dsp) {
+    9 * MAX_TAPS / 8 * BLOCK
+} else {
+    MAX_TAPS / 2 * BLOCK
+};
 /// Whether this is an ARMv6-M core (the Cortex-M0), whose 16 KiB of RAM hold the inference
 /// service's frames besides the stack: its buffers below are smaller.
 pub(super) const SMALL_RAM: bool = cfg!(all(target_arch = "arm", not(ember_thumb2)));

@@ -56,7 +56,7 @@ pub const M4F: Board = Board {
     flash: 1024 * 1024,
     ram: 128 * 1024,
     code_bytes: 40 * 1024,
-    reserved_ram: 16 * 1024,
+    reserved_ram: 20 * 1024,
 };
 
 /// Cortex-M0, Nordic nRF51822 (the BBC micro:bit): ARMv6-M, no DSP, 16 KiB of RAM, of which
@@ -84,7 +84,7 @@ pub const M33: Board = Board {
     flash: 4 * 1024 * 1024,
     ram: 256 * 1024,
     code_bytes: 40 * 1024,
-    reserved_ram: 16 * 1024,
+    reserved_ram: 20 * 1024,
 };
 /// Cortex-M7, Arm's MPS2+ image AN500 (the service built from the workspace, as for [`M0`]).
 pub const M7: Board = Board {
@@ -96,7 +96,7 @@ pub const M7: Board = Board {
     flash: 4 * 1024 * 1024,
     ram: 256 * 1024,
     code_bytes: 40 * 1024,
-    reserved_ram: 16 * 1024,
+    reserved_ram: 20 * 1024,
 };
 
 /// What a model needs of a board, against what the board has.
