@@ -90,9 +90,10 @@ impl ModelArgs {
 #[derive(clap::Args)]
 struct DeviceArgs {
     /// Also run on a microcontroller running the inference service (`bench` times round trips
-    /// to it instead): `qemu` (Cortex-M4F), `qemu:m3` or `qemu:m4` start it in QEMU
-    /// (`qemu-pty[:BOARD]` with its UART on a pseudo-terminal); a path such as /dev/ttyACM0 is
-    /// a board's serial port.
+    /// to it instead): `qemu` (Cortex-M4F), `qemu:m3` or `qemu:m4` start it in QEMU, and
+    /// `qemu:m0`, `qemu:m7` or `qemu:m33` too, built from Ember's clone (`qemu-pty[:BOARD]`
+    /// with its UART on a pseudo-terminal); a path such as /dev/ttyACM0 is a board's serial
+    /// port.
     #[arg(long)]
     device: Option<String>,
     /// Baud rate of a serial --device.

@@ -77,14 +77,15 @@ fn cortex_m3_logits_equal_the_host_simulation() {
     device_matches_host(M3);
 }
 
-/// The service built from the workspace for the cores whose UART drivers the runtime does not
-/// ship an ELF for (the nRF51's UART, the MPS2's CMSDK UART): the host's logits too.
+/// The service on the cores the runtime ships no ELF for (the nRF51's UART, the MPS2's CMSDK
+/// UART), built from the workspace as `--device qemu:m0|m7|m33` builds it: the host's logits.
 #[test]
 fn the_service_runs_on_the_m0_m7_and_m33() {
-    let dir = root().join("target/serve-cores");
     let images = pictures();
     for board in [M0, M7, M33] {
-        let elf = qemu::build(board, "serve", "", &dir, None, None).unwrap();
+        // As `--device qemu:m0` finds it: built from the workspace, under target/ember-serve.
+        let elf = qemu::service_elf(board, None).unwrap();
+        assert_eq!(Board::named(board.name).unwrap(), board);
         let link = Link::qemu(board, &elf).unwrap();
         let mut device = Device::connect(link, TIMEOUT).unwrap();
         assert_eq!(device.info.target, board.target);

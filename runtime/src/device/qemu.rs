@@ -148,16 +148,18 @@ impl Board {
         }
     }
 
-    /// The board called `name`: `m3`, `m4`, a target triple or a QEMU machine name.
+    /// The board called `name`: `m0`, `m3`, `m4`, `m7`, `m33`, a QEMU machine name, or a
+    /// target triple (the first core with it: the M4F for `thumbv7em-none-eabihf`).
     pub fn named(name: &str) -> anyhow::Result<Self> {
-        [M3, M4F]
+        Board::CORES
             .into_iter()
             .find(|b| [b.name, b.target, b.machine].contains(&name) || (name == "m4f" && *b == M4F))
             .with_context(|| {
-                format!(
-                    "qemu:{name}: unknown board (m3 = {}, m4 = {})",
-                    M3.target, M4F.target
-                )
+                let names: Vec<String> = Board::CORES
+                    .iter()
+                    .map(|b| format!("{} = {}", b.name, b.machine))
+                    .collect();
+                format!("qemu:{name}: unknown board ({})", names.join(", "))
             })
     }
 }
@@ -235,7 +237,28 @@ pub fn service_elf(board: Board, firmware: Option<&Path>) -> anyhow::Result<Path
                 .map(|dir| dir.join(format!("ember-serve-{}.elf", board.name)))
         })
         .filter(|p| p.is_file());
-    beside.with_context(|| {
+    if let Some(elf) = beside {
+        return Ok(elf);
+    }
+    // Boards whose service is not built in (the M0, M7, M33): built from the workspace this
+    // runtime came from, once, when it is there.
+    let firmware = workspace().join("firmware/Cargo.toml");
+    if !Board::ALL.contains(&board) && firmware.is_file() {
+        eprintln!(
+            "the inference service for {} is not built into runtime: built from Ember's clone, in {}",
+            board.name,
+            workspace().join("target/ember-serve").display()
+        );
+        return build(
+            board,
+            "serve",
+            "",
+            &workspace().join("target/ember-serve"),
+            None,
+            None,
+        );
+    }
+    None.with_context(|| {
         format!(
             "no inference service for {} is built into this runtime ({} was not installed when it \
              was built): run `bash firmware/setup.sh` in Ember's clone and build it again, or pass \
