@@ -151,6 +151,7 @@ fn every_fast_kernel_matches_its_reference_on_every_core() {
             "pointwise conv",
             "depthwise conv",
             "conv + fused max pool",
+            "fully connected",
         ] {
             let line = format!("{kind}: 150 problems bit-exact");
             assert!(

@@ -20,7 +20,7 @@ mod check {
     use firmware::console::{self, Console};
     use firmware::kernels::{self, reference};
     use firmware::rng::Rng;
-    use firmware::{Conv, Pool, PoolKind, Shape};
+    use firmware::{Conv, FullyConnected, Pool, PoolKind, Shape};
 
     /// Problems per kind.
     const PROBLEMS: usize = 150;
@@ -30,6 +30,8 @@ mod check {
     const MAX_SIDE: usize = 8;
     const MAX_K: usize = 3;
     const MAX_X: usize = MAX_SIDE * MAX_SIDE * MAX_C;
+    /// Most inputs of a fully connected problem (its weights share the convolutions' room).
+    const FC_INPUTS: usize = MAX_C * MAX_K * MAX_K;
     /// Padding up to `k − 1` makes an output up to `k − 1` wider than its input.
     const MAX_OUT: usize = (MAX_SIDE + MAX_K - 1) * (MAX_SIDE + MAX_K - 1) * MAX_C;
 
@@ -40,6 +42,9 @@ mod check {
         Pointwise,
         Depthwise,
         ConvMaxPool,
+        /// A fully connected layer, checked against the reference convolution of its 1×1
+        /// twin (one pixel, `inputs` channels).
+        FullyConnected,
     }
 
     impl Kind {
@@ -49,6 +54,7 @@ mod check {
                 Kind::Pointwise => "pointwise conv",
                 Kind::Depthwise => "depthwise conv",
                 Kind::ConvMaxPool => "conv + fused max pool",
+                Kind::FullyConnected => "fully connected",
             }
         }
     }
@@ -72,19 +78,28 @@ mod check {
     /// Draws a problem of `kind` into `p`; returns its layer without its arrays (see [`layer`]).
     fn draw(kind: Kind, rng: &mut Rng, p: &mut Problem) -> Conv<'static> {
         let k = match kind {
-            Kind::Pointwise => 1,
+            Kind::Pointwise | Kind::FullyConnected => 1,
             _ => rng.range(1, MAX_K),
         };
         let (stride, pad) = match kind {
-            Kind::Pointwise => (1, 0),
+            Kind::Pointwise | Kind::FullyConnected => (1, 0),
             _ => (rng.range(1, 2), rng.range(0, k - 1)),
         };
-        let ic = rng.range(1, MAX_C);
+        // A fully connected layer's inputs fill the weights' room at eight outputs; mostly whole
+        // words (the three-row assembly), sometimes not (the pairs).
+        let ic = match kind {
+            Kind::FullyConnected if rng.range(0, 3) > 0 => 4 * rng.range(1, FC_INPUTS / 4),
+            Kind::FullyConnected => rng.range(1, FC_INPUTS),
+            _ => rng.range(1, MAX_C),
+        };
         let (oc, groups) = match kind {
             Kind::Depthwise => (ic, ic),
             _ => (rng.range(1, MAX_C), 1),
         };
-        let (h, w) = (rng.range(k.max(2), MAX_SIDE), rng.range(k.max(2), MAX_SIDE));
+        let (h, w) = match kind {
+            Kind::FullyConnected => (1, 1),
+            _ => (rng.range(k.max(2), MAX_SIDE), rng.range(k.max(2), MAX_SIDE)),
+        };
         let out = |n: usize| (n + 2 * pad - k) / stride + 1;
         let taps = k * k * (ic / groups);
         rng.fill(&mut p.x[..h * w * ic]);
@@ -171,7 +186,24 @@ mod check {
             kernels::pool(&p, &o.slow[..n], &mut o.pooled[..m]);
             return Some(o.fast[..m] == o.pooled[..m]);
         }
-        kernels::conv(c, x, &mut o.fast[..n]);
+        match kind {
+            Kind::FullyConnected => {
+                let fc = FullyConnected {
+                    inputs: c.input.c,
+                    outputs: c.output.c,
+                    weights: c.weights,
+                    bias: c.bias,
+                    multiplier: c.multiplier,
+                    shift: c.shift,
+                    input_zero_point: c.input_zero_point,
+                    output_zero_point: c.output_zero_point,
+                    act_min: c.act_min,
+                    act_max: c.act_max,
+                };
+                kernels::fully_connected(&fc, x, &mut o.fast[..n]);
+            }
+            _ => kernels::conv(c, x, &mut o.fast[..n]),
+        }
         reference::conv(c, x, &mut o.slow[..n]);
         Some(o.fast[..n] == o.slow[..n])
     }
@@ -203,6 +235,7 @@ mod check {
             Kind::Pointwise,
             Kind::Depthwise,
             Kind::ConvMaxPool,
+            Kind::FullyConnected,
         ];
         for kind in kinds {
             let mut ran = 0;
