@@ -127,7 +127,7 @@ fn split_words(whole: &[i8], lanes: &mut [u64]) {
 }
 
 /// [`split_word`] over every group of `whole` into `lanes`, two groups a pass in assembly
-/// (one LDRD, four SXTB16, two STRD): the split is redone for each tile, so it counts.
+/// (two LDR, four SXTB16, two STRD): the split is redone for each tile, so it counts.
 #[cfg(ember_dsp)]
 #[inline(always)]
 fn split_words(whole: &[i8], lanes: &mut [u64]) {
@@ -268,8 +268,8 @@ impl<'a> Filter<'a> {
     /// LDM and three moves start the accumulators and the weights; the MAC loop runs four
     /// groups a pass (per group one LDRD of split weights, four LDRD of columns and eight
     /// SMLAD), entering part-way when the count is not a multiple of four; then one store of
-    /// the four sums, or three compares and one store of their maximum. The loop's constants wait on the stack, as the twelve
-    /// registers the loop may use are all taken.
+    /// the four sums, or three compares and one store of their maximum. The loop's constants
+    /// wait on the stack, as the twelve registers the loop may use are all taken.
     #[cfg(ember_dsp)]
     #[inline(always)]
     fn over_blocks<const POOL: bool>(&self, tile: &[u32], init: i32, out: &mut [i32]) {
