@@ -12,7 +12,6 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(ember_dsp)");
     println!("cargo::rustc-check-cfg=cfg(ember_thumb2)");
     println!("cargo::rustc-check-cfg=cfg(ember_sse2)");
-    println!("cargo::rustc-check-cfg=cfg(ember_serial)");
     println!(
         "cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\", \"nrf51\", \"nrf52840\", \"an500\", \"an505\"))"
     );
@@ -42,11 +41,8 @@ fn main() {
     if !target.starts_with("thumb") {
         return;
     }
-    let (board, digits, serial) = board(&target);
+    let (board, digits) = board(&target);
     println!("cargo:rustc-cfg=ember_board=\"{board}\"");
-    if serial {
-        println!("cargo:rustc-cfg=ember_serial");
-    }
     // EMBER_DIGITS embeds fewer digits, for quick runs and instruction traces.
     println!("cargo:rerun-if-env-changed=EMBER_DIGITS");
     let digits = match std::env::var("EMBER_DIGITS") {
@@ -74,9 +70,9 @@ fn main() {
 }
 
 /// The board to build for: `EMBER_BOARD`, else the one QEMU machine of the target. Returns its
-/// name (its memory map is `boards/NAME.x`), the test digits the demo embeds, and whether the
-/// firmware drives its serial port (the inference service needs one).
-fn board(target: &str) -> (String, usize, bool) {
+/// name (its memory map is `boards/NAME.x`, its UART driver is in `src/board.rs`) and the test
+/// digits the demo embeds.
+fn board(target: &str) -> (String, usize) {
     println!("cargo:rerun-if-env-changed=EMBER_BOARD");
     let board = std::env::var("EMBER_BOARD").unwrap_or_else(|_| {
         let default = match target {
@@ -89,16 +85,14 @@ fn board(target: &str) -> (String, usize, bool) {
     });
     // 256 KiB of flash: 240 digits (184 KiB) fit beside the code and model (about 64 KiB with
     // every kernel a graph model may use). The others have a MiB or more.
-    let (digits, serial) = match board.as_str() {
-        "lm3s6965" => (240, true),
-        "stm32f405" => (1000, true),
-        "nrf51" => (240, true),
-        "an500" | "an505" | "nrf52840" => (1000, true),
+    let digits = match board.as_str() {
+        "lm3s6965" | "nrf51" => 240,
+        "stm32f405" | "an500" | "an505" | "nrf52840" => 1000,
         other => panic!(
             "EMBER_BOARD={other}: unknown board (lm3s6965, stm32f405, nrf51, nrf52840, an500, an505)"
         ),
     };
-    (board, digits, serial)
+    (board, digits)
 }
 
 fn write_digits(data: &Path, path: &Path, count: usize) {

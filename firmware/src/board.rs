@@ -105,8 +105,7 @@ fn count_down(iterations: u32) {
     }
 }
 
-/// The board's first serial port, polled (boards with a UART driver: `ember_serial`).
-#[cfg(ember_serial)]
+/// The board's first serial port, polled.
 pub struct Serial(());
 
 #[cfg(ember_board = "lm3s6965")]
@@ -258,20 +257,17 @@ mod uart {
     }
 }
 
-#[cfg(ember_serial)]
 fn read_reg(addr: usize) -> u32 {
     // SAFETY: only called with the memory-mapped register addresses above, which are valid,
     // aligned device memory on this board; volatile because the hardware changes them.
     unsafe { core::ptr::read_volatile(addr as *const u32) }
 }
 
-#[cfg(ember_serial)]
 fn write_reg(addr: usize, value: u32) {
     // SAFETY: as for `read_reg`.
     unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
 }
 
-#[cfg(ember_serial)]
 impl Serial {
     /// Enables the port. One `Serial` per program (it owns the registers).
     pub fn take() -> Option<Self> {

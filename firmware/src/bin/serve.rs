@@ -9,7 +9,7 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[cfg(all(target_os = "none", ember_serial))]
+#[cfg(target_os = "none")]
 mod service {
     use cortex_m_rt::entry;
     use firmware::board::{fail, Clock, Serial};
@@ -169,20 +169,6 @@ mod service {
             }
         }
     }
-}
-
-/// A board without a serial driver: the service cannot run, and says so.
-#[cfg(all(target_os = "none", not(ember_serial)))]
-#[cortex_m_rt::entry]
-fn main() -> ! {
-    use core::fmt::Write as _;
-    if let Some(mut out) = firmware::console::Console::stdout() {
-        let _ = writeln!(
-            out,
-            "error: the inference service has no serial driver for this board; run the demo (the firmware binary)"
-        );
-    }
-    firmware::board::fail()
 }
 
 #[cfg(not(target_os = "none"))]

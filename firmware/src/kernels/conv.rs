@@ -3,7 +3,7 @@
 use core::mem::MaybeUninit;
 
 use super::im2col::{Buffer, Im2col, Windows};
-use super::{BLOCK, MAX_TAPS};
+use super::{BLOCK, MAX_TAPS, SMALL_RAM};
 use crate::model::{Conv, Pool, PoolKind};
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`.
@@ -198,7 +198,7 @@ fn mac_groups_sse2(lanes: &[u64], block: &[u32], acc: &mut [i32; BLOCK]) {
 /// length is not a multiple of four: the im2col block's taps past the filter are zero, so the
 /// padding adds nothing, and every loop runs on whole groups.
 struct Filter<'a> {
-    #[cfg_attr(ember_dsp, allow(dead_code))]
+    #[cfg(not(ember_dsp))]
     whole: &'a [i8],
     /// The groups split once per filter ([`split_word`]), where the loop reads them so.
     #[cfg(any(ember_sse2, ember_dsp))]
@@ -236,6 +236,7 @@ impl<'a> Filter<'a> {
             &lanes[..groups.min(LANES)]
         };
         Self {
+            #[cfg(not(ember_dsp))]
             whole,
             #[cfg(any(ember_sse2, ember_dsp))]
             lanes,
@@ -284,6 +285,26 @@ impl<'a> Filter<'a> {
         }
         let lanes = self.lanes.as_ptr_range();
         let out_end = out[blocks * per_block..].as_ptr();
+        // One group of four weights against the block's four pixels.
+        macro_rules! group {
+            () => {
+                concat!(
+                    "ldrd {we}, {wo}, [{wp}], #8\n",
+                    "ldrd {x0}, {x1}, [{bp}], #8\n",
+                    "smlad r0, {we}, {x0}, r0\n",
+                    "smlad r0, {wo}, {x1}, r0\n",
+                    "ldrd {x0}, {x1}, [{bp}], #8\n",
+                    "smlad r1, {we}, {x0}, r1\n",
+                    "smlad r1, {wo}, {x1}, r1\n",
+                    "ldrd {x0}, {x1}, [{bp}], #8\n",
+                    "smlad r2, {we}, {x0}, r2\n",
+                    "smlad r2, {wo}, {x1}, r2\n",
+                    "ldrd {x0}, {x1}, [{bp}], #8\n",
+                    "smlad r3, {we}, {x0}, r3\n",
+                    "smlad r3, {wo}, {x1}, r3\n",
+                )
+            };
+        }
         macro_rules! block_loop {
             ($entry:literal, $($store:literal),*) => {
                 // SAFETY: each block reads the `groups` split weights (`lanes`) and
@@ -304,61 +325,13 @@ impl<'a> Filter<'a> {
                         "mov r3, r0",
                         $entry,
                         "3:",
-                        "ldrd {we}, {wo}, [{wp}], #8",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r0, {we}, {x0}, r0",
-                        "smlad r0, {wo}, {x1}, r0",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r1, {we}, {x0}, r1",
-                        "smlad r1, {wo}, {x1}, r1",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r2, {we}, {x0}, r2",
-                        "smlad r2, {wo}, {x1}, r2",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r3, {we}, {x0}, r3",
-                        "smlad r3, {wo}, {x1}, r3",
+                        group!(),
                         "5:",
-                        "ldrd {we}, {wo}, [{wp}], #8",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r0, {we}, {x0}, r0",
-                        "smlad r0, {wo}, {x1}, r0",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r1, {we}, {x0}, r1",
-                        "smlad r1, {wo}, {x1}, r1",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r2, {we}, {x0}, r2",
-                        "smlad r2, {wo}, {x1}, r2",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r3, {we}, {x0}, r3",
-                        "smlad r3, {wo}, {x1}, r3",
+                        group!(),
                         "6:",
-                        "ldrd {we}, {wo}, [{wp}], #8",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r0, {we}, {x0}, r0",
-                        "smlad r0, {wo}, {x1}, r0",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r1, {we}, {x0}, r1",
-                        "smlad r1, {wo}, {x1}, r1",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r2, {we}, {x0}, r2",
-                        "smlad r2, {wo}, {x1}, r2",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r3, {we}, {x0}, r3",
-                        "smlad r3, {wo}, {x1}, r3",
+                        group!(),
                         "4:",
-                        "ldrd {we}, {wo}, [{wp}], #8",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r0, {we}, {x0}, r0",
-                        "smlad r0, {wo}, {x1}, r0",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r1, {we}, {x0}, r1",
-                        "smlad r1, {wo}, {x1}, r1",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r2, {we}, {x0}, r2",
-                        "smlad r2, {wo}, {x1}, r2",
-                        "ldrd {x0}, {x1}, [{bp}], #8",
-                        "smlad r3, {we}, {x0}, r3",
-                        "smlad r3, {wo}, {x1}, r3",
+                        group!(),
                         "cmp {wp}, {wend}",
                         "bne 3b",
                         $($store,)*
@@ -422,10 +395,6 @@ const TILE_WORDS: usize = if cfg!(ember_dsp) {
 } else {
     MAX_TAPS / 2 * BLOCK
 };
-/// Whether this is an ARMv6-M core (the Cortex-M0), whose 16 KiB of RAM hold the inference
-/// service's frames besides the stack: its buffers below are smaller.
-pub(super) const SMALL_RAM: bool = cfg!(all(target_arch = "arm", not(ember_thumb2)));
-
 /// Most output pixels in a tile (their accumulators live on the stack).
 const TILE_PIXELS: usize = if SMALL_RAM { 64 } else { 256 };
 

@@ -138,16 +138,22 @@ mod rows_3 {
         true
     }
 
+    /// The groups of four inputs in `wide`, when three rows of that many bytes, `step` apart,
+    /// lie in `rows`: the bound both twins of [`dot_rows_3`] read within.
+    fn groups_in(wide: &[u32], rows: &[i8], step: usize) -> Option<usize> {
+        let groups = wide.len() / 2;
+        (groups > 0 && rows.len() >= 2 * step + 4 * groups).then_some(groups)
+    }
+
     /// `Σ x · w` of the widened input `wide` against three rows `step` bytes apart from the
     /// start of `rows`: per group of four, one LDRD of `x`, and per row one weight load, two
     /// SXTB16 and two SMLAD.
     #[cfg(ember_dsp)]
     fn dot_rows_3(wide: &[u32], rows: &[i8], step: usize) -> [i32; 3] {
-        let groups = wide.len() / 2;
-        let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
-        if groups == 0 || rows.len() < 2 * step + 4 * groups {
+        let Some(groups) = groups_in(wide, rows, step) else {
             return [0; 3];
-        }
+        };
+        let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
         // SAFETY: reads `groups` words from `wide` pairs and `4 · groups` bytes of each of the
         // three rows (at 0, `step`, `2 · step`), all within the slices, as checked above;
         // LDR takes the unaligned address on ARMv7E-M.
@@ -193,11 +199,10 @@ mod rows_3 {
     /// the split pair) and per row one LDRSB and one MLA, 31 instructions per 12 MACs.
     #[cfg(not(ember_dsp))]
     fn dot_rows_3(wide: &[u32], rows: &[i8], step: usize) -> [i32; 3] {
-        let groups = wide.len() / 2;
-        let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
-        if groups == 0 || rows.len() < 2 * step + 4 * groups {
+        let Some(groups) = groups_in(wide, rows, step) else {
             return [0; 3];
-        }
+        };
+        let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
         macro_rules! tap {
             ($x:literal) => {
                 concat!(

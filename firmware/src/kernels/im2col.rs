@@ -10,7 +10,7 @@ use crate::simd::pack16;
 /// Most bytes of a convolution's input that [`Im2col::windows`] copies with its padding (on
 /// the stack): the MNIST CNN's widest, 16 × 16 × 8 with its border, fits; half that where RAM
 /// is small, and larger inputs gather window by window.
-const PADDED_BYTES: usize = if super::conv::SMALL_RAM { 1024 } else { 2048 };
+const PADDED_BYTES: usize = if super::SMALL_RAM { 1024 } else { 2048 };
 
 /// Room for the padded copy of an input, or else for the taps of one window.
 pub(super) type Buffer = [MaybeUninit<i16>; PADDED_BYTES / 2];

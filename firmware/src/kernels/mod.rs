@@ -101,6 +101,10 @@ pub fn conv_linked<K: Kernels>(layer: &Conv, input: &[i8], output: &mut [i8]) {
 /// bounds the firmware's RAM; `Model::validate` refuses a larger kernel.
 pub const MAX_TAPS: usize = 576;
 
+/// Whether this is an ARMv6-M core (the Cortex-M0), whose 16 KiB of RAM hold the inference
+/// service's frames besides the stack: the convolution's stack buffers are smaller there.
+const SMALL_RAM: bool = cfg!(all(target_arch = "arm", not(ember_thumb2)));
+
 /// Output pixels a convolution computes together: each weight word loaded serves all of them.
 const BLOCK: usize = 4;
 
