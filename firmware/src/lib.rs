@@ -12,6 +12,7 @@
 pub mod board;
 #[cfg(target_os = "none")]
 pub mod console;
+pub mod file;
 pub mod kernels;
 pub mod layers;
 pub mod model;

@@ -219,3 +219,65 @@ pub fn png_data_url(pixels: &[u8; PIXELS]) -> String {
         base64::engine::general_purpose::STANDARD.encode(png)
     )
 }
+
+/// A model file (`X.int8`, written by `runtime quantize`) loaded on the host: run on the
+/// firmware's kernels, as the device runs it, with no tract and no calibration.
+pub struct Int8File {
+    /// Where it was read from.
+    pub path: std::path::PathBuf,
+    /// Its bytes.
+    pub bytes: compiler::ModelBytes,
+    /// SHA-256 of the ONNX it was compiled from, hex.
+    pub sha256: String,
+}
+
+impl Int8File {
+    /// The model file at `path`, checked; `None` if `path` is not a model file (no `EMB8`
+    /// magic), so that the caller reads it as ONNX.
+    pub fn load(path: &Path) -> anyhow::Result<Option<Self>> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        if !bytes.starts_with(&firmware::file::MAGIC) {
+            return Ok(None);
+        }
+        let bytes = compiler::ModelBytes::new(&bytes);
+        let sha256 = bytes
+            .with(|f| {
+                let mut hex = [0u8; 64];
+                f.header.sha256_hex(&mut hex).to_string()
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Some(Int8File {
+            path: path.to_path_buf(),
+            bytes,
+            sha256,
+        }))
+    }
+
+    /// `f` of its firmware model.
+    pub fn with_model<R>(&self, f: impl FnOnce(&firmware::Model) -> R) -> anyhow::Result<R> {
+        self.bytes
+            .with(|file| f(&file.model))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
+    }
+
+    /// Its answers for framed pictures.
+    pub fn answers(&self, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
+        self.with_model(|model| run_int8(model, images))?
+    }
+
+    /// The int8 logits of each input.
+    pub fn logits<'i>(
+        &self,
+        inputs: impl Iterator<Item = &'i [u8]>,
+    ) -> anyhow::Result<Vec<[i8; 10]>> {
+        self.with_model(|model| {
+            let checked = model.check::<firmware::kernels::All>()?;
+            let mut arena = vec![0i8; model.arena_bytes];
+            inputs
+                .map(|x| checked.run(x, &mut arena, |_, _| {}).map(|o| o.logits))
+                .collect::<Result<Vec<_>, _>>()
+        })?
+        .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
+    }
+}

@@ -76,6 +76,22 @@ impl ModelArgs {
         }))
     }
 
+    /// The model file (`X.int8`) --model names, if it names one (by its magic, whatever its
+    /// extension); the input flags do not apply to it (its convention is inside).
+    fn model_file(&self) -> anyhow::Result<Option<answers::Int8File>> {
+        let Some(path) = &self.model else {
+            return Ok(None);
+        };
+        let file = answers::Int8File::load(path)?;
+        if file.is_some() && (self.input.is_some() || self.input_scale.is_some()) {
+            anyhow::bail!(
+                "{}: a model file carries its input convention; --input and --input-scale take an ONNX model",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+
     /// The model, fed as the flags say (else as its metadata says, else `unit`).
     fn load(&self) -> anyhow::Result<Classifier> {
         let mut classifier = embedded::classifier(self.model.as_deref())?;
@@ -220,7 +236,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compile the ONNX model to Ember's int8 firmware model (Rust source), and report its cost.
+    /// Compile the ONNX model to Ember's int8 model file (NAME.int8), and report its cost.
     ///
     /// Calibrates activation ranges on training images through the float graph, quantizes
     /// weights per channel, prints a per-layer table, and measures float vs int8 accuracy on the
@@ -238,8 +254,9 @@ enum Command {
         /// Seed of the calibration sample.
         #[arg(long, default_value_t = quantize::DEFAULT_CALIB_SEED)]
         seed: u64,
-        /// The Rust source to write [default: beside the model, NAME_int8.rs]. Only the
-        /// default also records the int8 figures in the model card beside the model.
+        /// The model file to write [default: beside the model, NAME.int8]; a path ending in
+        /// `.rs` gets the model as Rust source instead (for a firmware that compiles it in).
+        /// Only the default also records the int8 figures in the model card beside the model.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Refuse the model, before writing anything, unless its parameters plus the service's
@@ -336,6 +353,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             compare,
             images,
         } => {
+            if let Some(file) = model.model_file()? {
+                if device.device.is_some() || compare {
+                    anyhow::bail!("{}: --device and --compare take an ONNX --model; a model file runs on the host's int8 kernels", file.path.display());
+                }
+                let how = How {
+                    int8: true,
+                    data,
+                    compare,
+                    device: None,
+                };
+                let mut answering = |_: &mut How, images: &[&[u8; PIXELS]]| {
+                    Ok(vec![("host-int8", file.answers(images)?)])
+                };
+                return classify(&mut answering, json, how, save_input.as_deref(), &images);
+            }
             let classifier = model.load()?;
             let device = device.open(&classifier, data.as_deref(), timeout, retries)?;
             let how = How {
@@ -344,7 +376,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 compare,
                 device,
             };
-            classify(&classifier, json, how, save_input.as_deref(), &images)
+            let mut answering =
+                |how: &mut How, images: &[&[u8; PIXELS]]| all_answers(&classifier, how, images);
+            classify(&mut answering, json, how, save_input.as_deref(), &images)
         }
         Command::Eval {
             model,
@@ -352,13 +386,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             int8,
             out,
             json,
-        } => evaluate(
-            &model.load()?,
-            &mnist::data_dir(data.as_deref())?,
-            int8,
-            &out,
-            json,
-        ),
+        } => match model.model_file()? {
+            Some(file) => evaluate_file(&file, &mnist::data_dir(data.as_deref())?, &out, json),
+            None => evaluate(
+                &model.load()?,
+                &mnist::data_dir(data.as_deref())?,
+                int8,
+                &out,
+                json,
+            ),
+        },
         Command::Quantize {
             model,
             calib,
@@ -560,8 +597,12 @@ fn all_answers(
     Ok(ways)
 }
 
+/// Who answers for a batch of framed pictures: every way, each with its name.
+type Answering<'a> =
+    dyn FnMut(&mut How, &[&[u8; PIXELS]]) -> anyhow::Result<Vec<(&'static str, Vec<Answer>)>> + 'a;
+
 fn classify(
-    classifier: &Classifier,
+    answering: &mut Answering,
     json: bool,
     mut how: How,
     save_input: Option<&Path>,
@@ -576,7 +617,7 @@ fn classify(
     }
     let framed = preprocess_all(&files);
     let ok: Vec<&[u8; PIXELS]> = framed.iter().filter_map(|r| r.as_ref().ok()).collect();
-    let ways = all_answers(classifier, &mut how, &ok)?;
+    let ways = answering(&mut how, &ok)?;
     if let Some((_, answers)) = ways.first() {
         let digits: Vec<u8> = answers.iter().map(|a| a.digit as u8).collect();
         if let Some(why) = eval::degenerate(&digits, None) {
@@ -715,21 +756,70 @@ fn evaluate(
         eval::predict_all(classifier, &test)?
     };
     let seconds = started.elapsed().as_secs_f64();
-    let report = eval::Report::new(test.labels(), &predictions);
-    if let Some(why) = eval::degenerate(&predictions, Some(report.accuracy())) {
-        eprintln!("{}", eval::degenerate_warning(&why));
-    }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create output folder", out.display()))?;
-    let name = classifier
-        .path()
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let kind = if int8 {
         ", int8 (firmware kernels)"
     } else {
         ""
     };
+    let evaluated = Evaluated {
+        model: classifier.path(),
+        sha256: &classifier.sha256,
+        kind,
+        seconds,
+    };
+    eval_report(&evaluated, &test, &predictions, out, json)
+}
+
+/// `eval` of a model file: its int8 model on the firmware's kernels, no tract, no calibration.
+fn evaluate_file(
+    file: &answers::Int8File,
+    data: &Path,
+    out: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let test = mnist::load(data, Split::Test)?;
+    let started = Instant::now();
+    let predictions: Vec<u8> = file
+        .logits(test.pixels().chunks_exact(PIXELS))?
+        .iter()
+        .map(|l| runtime::classifier::argmax(l) as u8)
+        .collect();
+    let evaluated = Evaluated {
+        model: &file.path,
+        sha256: &file.sha256,
+        kind: ", int8 model file (firmware kernels)",
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    eval_report(&evaluated, &test, &predictions, out, json)
+}
+
+/// What was evaluated, for the report.
+struct Evaluated<'a> {
+    model: &'a Path,
+    sha256: &'a str,
+    kind: &'a str,
+    seconds: f64,
+}
+
+/// Prints `eval`'s report and writes its pictures.
+fn eval_report(
+    e: &Evaluated,
+    test: &mnist::Dataset,
+    predictions: &[u8],
+    out: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (seconds, kind) = (e.seconds, e.kind);
+    let report = eval::Report::new(test.labels(), predictions);
+    if let Some(why) = eval::degenerate(predictions, Some(report.accuracy())) {
+        eprintln!("{}", eval::degenerate_warning(&why));
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create output folder", out.display()))?;
+    let name = e
+        .model
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let title = format!(
         "{name}{kind}: {:.2}% on {} MNIST test images",
         100.0 * report.accuracy(),
@@ -756,7 +846,7 @@ fn evaluate(
         let per_class: Vec<_> =
             (0..10).map(|c| json!({"digit": c, "precision": report.precision(c), "recall": report.recall(c)})).collect();
         let doc = json!({
-            "model": classifier.path(), "sha256": classifier.sha256, "images": report.images, "correct": report.correct,
+            "model": e.model, "sha256": e.sha256, "images": report.images, "correct": report.correct,
             "accuracy": report.accuracy(), "per_class": per_class, "confusion": report.confusion,
             "mistakes": report.mistakes, "seconds": seconds,
         });
@@ -815,7 +905,7 @@ fn quantize_command(
         true => Path::new("mnist_cnn.onnx"),
         false => classifier.path(),
     };
-    let beside_model = quantize::codegen::default_output(model);
+    let beside_model = model.with_extension("int8");
     let output = output.unwrap_or(&beside_model);
     let q = quantize::quantize_mnist(classifier, calib, count, seed)?;
     let view = q.view();
@@ -845,9 +935,17 @@ fn quantize_command(
         sha256: &classifier.sha256,
         command: &command,
     };
-    let source = quantize::codegen::rust_source(&q, &provenance);
-    std::fs::write(output, &source)
-        .with_context(|| format!("{}: cannot write", output.display()))?;
+    // A `.rs` output is the model as Rust source, for a firmware that compiles it in; anything
+    // else is the model file.
+    let bytes = match output.extension().is_some_and(|e| e == "rs") {
+        true => quantize::codegen::rust_source(&q, &provenance).into_bytes(),
+        false => {
+            let from = compiler::Provenance::from_hex(&classifier.sha256)
+                .context("the model's SHA-256 is not 64 hex digits")?;
+            compiler::write(&q, &from)
+        }
+    };
+    write_atomically(output, &bytes)?;
     let test = mnist::load(calib, Split::Test)?;
     let cost = quantize::cost(classifier, &q, &test)?;
     let rows: Vec<serde_json::Value> = fw
@@ -1077,4 +1175,13 @@ fn soak(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, so that a reader never sees
+/// half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("{}: cannot write", path.display()))
 }

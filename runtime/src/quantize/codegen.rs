@@ -7,7 +7,7 @@ use std::fmt::Write;
 use firmware::kernels::{conv_kernel, ConvKernel};
 use firmware::{Layer, PoolKind, Rescale};
 
-use super::QuantModel;
+use compiler::QuantModel;
 
 /// Where the model came from, for the header comment.
 pub struct Provenance<'a> {

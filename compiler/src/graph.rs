@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 
-use tract_onnx::pb::{self, GraphProto, NodeProto, TensorProto};
+use crate::pb::{self, GraphProto, NodeProto, TensorProto};
 
-use super::error::{Node, QuantizeError};
+use crate::error::{Node, QuantizeError};
 
 /// A float layer, weights in ONNX order.
 #[derive(Debug, Clone)]
