@@ -590,6 +590,10 @@ fn check(header: &Header, model: &Model) -> Result<(), FileError> {
         });
     }
     let mismatch = |field| Err(FileError::HeaderMismatch { field });
+    if needed < header.arena_bytes {
+        // A writer declares the plan's peak; more would make a reader allocate for nothing.
+        return mismatch("arena");
+    }
     if model.input() != header.input {
         return mismatch("input shape");
     }

@@ -220,6 +220,10 @@ pub fn png_data_url(pixels: &[u8; PIXELS]) -> String {
     )
 }
 
+/// The largest arena the host allocates for a model file: a hostile file cannot make it
+/// allocate more.
+pub const MAX_HOST_ARENA: usize = 64 << 20;
+
 /// A model file (`X.int8`, written by `runtime quantize`) loaded on the host: run on the
 /// firmware's kernels, as the device runs it, with no tract and no calibration.
 pub struct Int8File {
@@ -241,12 +245,21 @@ impl Int8File {
             return Ok(None);
         }
         let bytes = compiler::ModelBytes::new(&bytes);
-        let sha256 = bytes
+        let (sha256, arena) = bytes
             .with(|f| {
                 let mut hex = [0u8; 64];
-                f.header.sha256_hex(&mut hex).to_string()
+                (
+                    f.header.sha256_hex(&mut hex).to_string(),
+                    f.header.arena_bytes,
+                )
             })
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if arena > MAX_HOST_ARENA {
+            anyhow::bail!(
+                "{}: the model needs {arena} bytes of arena; Ember runs at most {MAX_HOST_ARENA}",
+                path.display()
+            );
+        }
         Ok(Some(Int8File {
             path: path.to_path_buf(),
             bytes,

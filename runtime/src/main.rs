@@ -485,7 +485,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             probe_input,
             data,
             json,
-        } => inspect_command(&model, probe_input, data.as_deref(), json),
+        } => match model.model_file()? {
+            Some(file) => inspect_file(&file, json),
+            None => inspect_command(&model, probe_input, data.as_deref(), json),
+        },
         Command::Annotate { model, output } => annotate_command(&model, &output),
         Command::Serve {
             model,
@@ -1184,4 +1187,103 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// `inspect` of a model file: its header, its layers, its sizes, and whether it fits each
+/// board (the file in flash beside the service's code, the arena beside its stack).
+fn inspect_file(file: &answers::Int8File, json: bool) -> anyhow::Result<ExitCode> {
+    let file_bytes = file.bytes.bytes().len();
+    let doc = file
+        .bytes
+        .with(|f| {
+            let (h, m) = (&f.header, &f.model);
+            let layers: Vec<serde_json::Value> = m
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let s = l.output_shape();
+                    json!({"layer": h.layer_name(i).unwrap_or(""), "output": [s.h, s.w, s.c],
+                           "macs": l.macs(), "weight_bytes": l.weight_bytes(), "fused": m.fused(i)})
+                })
+                .collect();
+            let fits: Vec<Fit> = Board::CORES
+                .iter()
+                .map(|b| b.fit(file_bytes, h.arena_bytes))
+                .collect();
+            json!({"model": file.path, "format_version": h.version, "onnx_sha256": file.sha256,
+                   "file_bytes": file_bytes, "input": [h.input.h, h.input.w, h.input.c],
+                   "input_convention": {"scale": h.pixel.0, "offset": h.pixel.1},
+                   "output": [h.output.h, h.output.w, h.output.c],
+                   "output_quantization": {"scale": h.output_quant.0, "zero_point": h.output_quant.1},
+                   "arena_bytes": h.arena_bytes, "macs": h.macs, "layers": layers, "fits": fits})
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let shape = |v: &serde_json::Value| {
+        let d: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| x.to_string())
+            .collect();
+        d.join("×")
+    };
+    println!(
+        "{}: Ember model file v{}, {} bytes, from ONNX sha256 {}…",
+        file.path.display(),
+        doc["format_version"],
+        thousands(file_bytes as u64),
+        &file.sha256[..16]
+    );
+    println!(
+        "input {} (pixel × {} + {}), output {}; {} MACs, arena {} bytes",
+        shape(&doc["input"]),
+        doc["input_convention"]["scale"],
+        doc["input_convention"]["offset"],
+        shape(&doc["output"]),
+        thousands(num(&doc["macs"])),
+        thousands(num(&doc["arena_bytes"]))
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>12}",
+        "layer", "output", "MACs", "weight bytes"
+    );
+    for l in doc["layers"].as_array().into_iter().flatten() {
+        let name = l["layer"].as_str().unwrap_or("");
+        let note = if l["fused"] == true {
+            "  (fused into the layer before)"
+        } else {
+            ""
+        };
+        println!(
+            "{name:<28} {:>10} {:>10} {:>12}{note}",
+            shape(&l["output"]),
+            num(&l["macs"]),
+            num(&l["weight_bytes"])
+        );
+    }
+    let fits: Vec<String> = doc["fits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let verdict = if num(&f["flash_needed"]) <= num(&f["flash"])
+                && num(&f["ram_needed"]) <= num(&f["ram"])
+            {
+                "fits"
+            } else {
+                "does not fit"
+            };
+            format!("{} {verdict}", f["board"].as_str().unwrap_or(""))
+        })
+        .collect();
+    println!(
+        "boards (file in flash beside the service, arena beside its stack): {}",
+        fits.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

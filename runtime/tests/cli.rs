@@ -163,8 +163,12 @@ fn missing_model_and_missing_picture_are_named() {
 #[test]
 fn quantize_to_another_file_leaves_the_committed_files_alone() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let committed = ["models/mnist_cnn.json", "models/mnist_cnn_int8.rs"]
-        .map(|f| std::fs::read(root.join(f)).unwrap());
+    let files = [
+        "models/mnist_cnn.json",
+        "models/mnist_cnn_int8.rs",
+        "models/mnist_cnn.int8",
+    ];
+    let committed = files.map(|f| std::fs::read(root.join(f)).unwrap());
     let out = scratch("quantize").join("x.rs");
     let run = runtime(&[
         "quantize",
@@ -181,15 +185,57 @@ fn quantize_to_another_file_leaves_the_committed_files_alone() {
     assert!(std::fs::read_to_string(&out)
         .unwrap()
         .contains("pub static MODEL"));
-    for (f, bytes) in ["models/mnist_cnn.json", "models/mnist_cnn_int8.rs"]
-        .iter()
-        .zip(committed)
-    {
+    for (f, bytes) in files.iter().zip(committed) {
         assert!(
             std::fs::read(root.join(f)).unwrap() == bytes,
             "{f} was rewritten"
         );
     }
+}
+
+/// `quantize` writes a model file; `eval` and `classify` run it on the firmware's kernels with
+/// no calibration, and a corrupt one is refused in one line.
+#[test]
+fn a_model_file_is_written_and_run_without_calibration() {
+    let dir = scratch("model-file");
+    let file = dir.join("cnn.int8");
+    let file = file.to_str().unwrap();
+    let run = runtime(&["quantize", "--calib-count", "200", "-o", file]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = dir.join("eval");
+    let eval = runtime(&["eval", "--model", file, "--out", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    assert!(
+        stdout.starts_with("cnn.int8, int8 model file (firmware kernels): 99."),
+        "{stdout}"
+    );
+    let classify = runtime(&["classify", "--model", file, "docs/digit_7.png"]);
+    let stdout = String::from_utf8_lossy(&classify.stdout);
+    assert!(
+        classify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&classify.stderr)
+    );
+    assert!(stdout.contains(": 7 "), "{stdout}");
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    let bad = dir.join("bad.int8");
+    std::fs::write(&bad, bytes).unwrap();
+    let refused = runtime(&["eval", "--model", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("bad.int8: corrupt: CRC-32"), "{stderr}");
 }
 
 /// Runs inspect, classify and quantize on a fuzz finding checked in under `tests/findings/`:

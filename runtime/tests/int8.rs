@@ -72,6 +72,50 @@ fn regenerating_the_committed_model_gives_identical_bytes() {
 }
 
 #[test]
+fn regenerating_the_committed_model_files_gives_identical_bytes() {
+    for name in ["mnist_cnn", "mnist_ds"] {
+        let c = Classifier::load(&root().join(format!("models/{name}.onnx"))).unwrap();
+        let q = default_quantization(&c);
+        let from = compiler::Provenance::from_hex(&c.sha256).unwrap();
+        let bytes = compiler::write(&q, &from);
+        assert_eq!(
+            bytes,
+            compiler::write(&q, &from),
+            "{name}: two writes differ"
+        );
+        let committed = std::fs::read(root().join(format!("models/{name}.int8"))).unwrap();
+        assert!(
+            bytes == committed,
+            "models/{name}.int8 is stale: run `runtime quantize --model models/{name}.onnx --calib data/mnist`"
+        );
+    }
+}
+
+#[test]
+fn the_model_file_runs_like_the_generated_rust_model() {
+    let test = test_set().take(1000);
+    let bytes = std::fs::read(root().join("models/mnist_cnn.int8")).unwrap();
+    let held = compiler::ModelBytes::new(&bytes);
+    let from_file: Vec<[i8; 10]> = held
+        .with(|f| {
+            let mut arena = vec![0i8; f.header.arena_bytes];
+            (0..test.len())
+                .map(|i| {
+                    firmware::run(&f.model, test.image(i), &mut arena)
+                        .unwrap()
+                        .logits
+                })
+                .collect()
+        })
+        .unwrap();
+    let mut arena = vec![0i8; committed::ARENA_BYTES];
+    for (i, logits) in from_file.iter().enumerate() {
+        let rust = firmware::run(&committed::MODEL, test.image(i), &mut arena).unwrap();
+        assert_eq!(*logits, rust.logits, "digit {i}");
+    }
+}
+
+#[test]
 fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
     let c = committed_classifier();
     let q = default_quantization(&c);
