@@ -448,14 +448,14 @@ pub fn open<'a, const N: usize>(
         tensors,
         parts,
     } = storage;
-    for i in 0..n_tensors {
+    for (i, tensor) in tensors.iter_mut().enumerate().take(n_tensors) {
         let at = tensors_at + i * TENSOR_LEN;
         let shape = file.shape(at).ok_or(FileError::OutOfBounds {
             what: "tensor",
             index: i,
         })?;
         let offset = file.u32(at + 8).unwrap_or(u32::MAX);
-        tensors[i] = Tensor { shape, offset };
+        *tensor = Tensor { shape, offset };
     }
     let record = |i: usize| Bytes(&file.0[layers_at + i * LAYER_LEN..][..LAYER_LEN]);
     let mut n_parts = 0;
