@@ -1,7 +1,7 @@
 //! The model file writer: the one producer of the format that `firmware::file` defines and
 //! reads. The same model and provenance always give the same bytes.
 
-use firmware::file::{self, at, kind, ALIGN, HEADER_LEN, LAYER_LEN, PART_LEN, TENSOR_LEN};
+use firmware::file::{self, at, field, kind, ALIGN, HEADER_LEN, LAYER_LEN, PART_LEN, TENSOR_LEN};
 use firmware::{Layer, PoolKind, Rescale, Shape};
 
 use crate::QuantModel;
@@ -89,7 +89,7 @@ pub fn write(q: &QuantModel, from: &Provenance) -> Vec<u8> {
     for (i, t) in model.tensors.iter().enumerate() {
         let at = tensors_at + i * TENSOR_LEN;
         h.shape(at, t.shape);
-        h.u32(at + 8, t.offset);
+        h.u32(at + file::TENSOR_OFFSET, t.offset);
     }
     for (i, r) in records.iter().enumerate() {
         h.put(layers_at + i * LAYER_LEN, r);
@@ -144,6 +144,9 @@ impl Data {
     }
 }
 
+/// A layer's weights, biases, multipliers and shifts.
+type Arrays<'a> = (&'a [i8], &'a [i32], &'a [i32], &'a [i8]);
+
 /// Little-endian writes at fixed offsets.
 struct Fields<'a>(&'a mut [u8]);
 
@@ -176,81 +179,85 @@ impl Fields<'_> {
         self.i8(at + 1, r.shift);
         self.put(at + 4, &r.multiplier.to_le_bytes());
     }
-    /// Weights (offset, length), then the offsets of bias, multipliers and shifts.
-    fn arrays(&mut self, at: usize, data: &mut Data, w: &[i8], b: &[i32], m: &[i32], s: &[i8]) {
-        self.u32(at, data.i8s(w));
-        self.u32(at + 4, w.len() as u32);
-        self.u32(at + 8, data.i32s(b));
-        self.u32(at + 12, data.i32s(m));
-        self.u32(at + 16, data.i8s(s));
+    /// Weights, biases, multipliers and shifts into `data`, their offsets at `at`.
+    fn arrays(&mut self, at: usize, data: &mut Data, (w, b, m, s): Arrays) {
+        use field::arrays::*;
+        self.u32(at + WEIGHTS, data.i8s(w));
+        self.u32(at + WEIGHTS_LEN, w.len() as u32);
+        self.u32(at + BIAS, data.i32s(b));
+        self.u32(at + MULTIPLIER, data.i32s(m));
+        self.u32(at + SHIFT, data.i8s(s));
     }
 }
 
-/// Layer `layer`'s record; its arrays go to `data`. Offsets are those `firmware::file` reads.
+/// Layer `layer`'s record; its arrays go to `data`. Offsets are `firmware::file::field`'s.
 fn record(layer: &Layer, edge: &firmware::Edge, data: &mut Data) -> [u8; LAYER_LEN] {
+    use field::{add, concat, conv, fully_connected as fc, pool};
     let mut r = [0u8; LAYER_LEN];
     let mut f = Fields(&mut r);
-    f.u16(2, edge.inputs.len() as u16);
-    f.u32(4, data.u16s(edge.inputs));
-    f.put(1, &[u8::from(edge.fused)]);
+    f.u16(field::INPUTS, edge.inputs.len() as u16);
+    f.u32(field::INPUTS_AT, data.u16s(edge.inputs));
+    f.put(field::FLAGS, &[u8::from(edge.fused)]);
     match layer {
         Layer::Conv(c) => {
-            f.put(0, &[kind::CONV]);
-            f.shape(8, c.input);
-            f.shape(14, c.output);
-            f.pair(20, c.kernel);
-            f.pair(22, c.stride);
-            f.pair(24, c.padding);
-            f.pair(26, c.dilation);
-            f.u16(28, c.groups);
-            f.i8(30, c.input_zero_point);
-            f.i8(31, c.output_zero_point);
-            f.i8(32, c.act_min);
-            f.i8(33, c.act_max);
-            f.arrays(36, data, c.weights, c.bias, c.multiplier, c.shift);
+            f.put(field::KIND, &[kind::CONV]);
+            f.shape(conv::INPUT, c.input);
+            f.shape(conv::OUTPUT, c.output);
+            f.pair(conv::KERNEL, c.kernel);
+            f.pair(conv::STRIDE, c.stride);
+            f.pair(conv::PADDING, c.padding);
+            f.pair(conv::DILATION, c.dilation);
+            f.u16(conv::GROUPS, c.groups);
+            f.i8(conv::INPUT_ZERO_POINT, c.input_zero_point);
+            f.i8(conv::OUTPUT_ZERO_POINT, c.output_zero_point);
+            f.i8(conv::ACT_MIN, c.act_min);
+            f.i8(conv::ACT_MAX, c.act_max);
+            let arrays = (c.weights, c.bias, c.multiplier, c.shift);
+            f.arrays(conv::ARRAYS, data, arrays);
         }
-        Layer::FullyConnected(fc) => {
-            f.put(0, &[kind::FULLY_CONNECTED]);
-            f.u16(8, fc.inputs);
-            f.u16(10, fc.outputs);
-            f.i8(12, fc.input_zero_point);
-            f.i8(13, fc.output_zero_point);
-            f.i8(14, fc.act_min);
-            f.i8(15, fc.act_max);
-            f.arrays(16, data, fc.weights, fc.bias, fc.multiplier, fc.shift);
+        Layer::FullyConnected(l) => {
+            f.put(field::KIND, &[kind::FULLY_CONNECTED]);
+            f.u16(fc::INPUTS, l.inputs);
+            f.u16(fc::OUTPUTS, l.outputs);
+            f.i8(fc::INPUT_ZERO_POINT, l.input_zero_point);
+            f.i8(fc::OUTPUT_ZERO_POINT, l.output_zero_point);
+            f.i8(fc::ACT_MIN, l.act_min);
+            f.i8(fc::ACT_MAX, l.act_max);
+            let arrays = (l.weights, l.bias, l.multiplier, l.shift);
+            f.arrays(fc::ARRAYS, data, arrays);
         }
         Layer::Pool(p) => {
-            f.put(0, &[kind::POOL]);
-            f.put(8, &[u8::from(p.kind == PoolKind::Average)]);
-            f.i8(9, p.act_min);
-            f.i8(10, p.act_max);
-            f.shape(12, p.input);
-            f.shape(18, p.output);
-            f.pair(24, p.kernel);
-            f.pair(26, p.stride);
-            f.pair(28, p.padding);
+            f.put(field::KIND, &[kind::POOL]);
+            f.put(pool::AVERAGE, &[u8::from(p.kind == PoolKind::Average)]);
+            f.i8(pool::ACT_MIN, p.act_min);
+            f.i8(pool::ACT_MAX, p.act_max);
+            f.shape(pool::INPUT, p.input);
+            f.shape(pool::OUTPUT, p.output);
+            f.pair(pool::KERNEL, p.kernel);
+            f.pair(pool::STRIDE, p.stride);
+            f.pair(pool::PADDING, p.padding);
         }
         Layer::Add(a) => {
-            f.put(0, &[kind::ADD]);
-            f.shape(8, a.shape);
-            f.i8(14, a.act_min);
-            f.i8(15, a.act_max);
-            f.rescale(16, a.inputs[0]);
-            f.rescale(24, a.inputs[1]);
-            f.rescale(32, a.output);
+            f.put(field::KIND, &[kind::ADD]);
+            f.shape(add::SHAPE, a.shape);
+            f.i8(add::ACT_MIN, a.act_min);
+            f.i8(add::ACT_MAX, a.act_max);
+            f.rescale(add::INPUTS[0], a.inputs[0]);
+            f.rescale(add::INPUTS[1], a.inputs[1]);
+            f.rescale(add::OUTPUT, a.output);
         }
         Layer::Concat(c) => {
-            f.put(0, &[kind::CONCAT]);
-            f.shape(8, c.output);
-            f.i8(14, c.output_zero_point);
+            f.put(field::KIND, &[kind::CONCAT]);
+            f.shape(concat::OUTPUT, c.output);
+            f.i8(concat::OUTPUT_ZERO_POINT, c.output_zero_point);
             let mut parts = Vec::with_capacity(c.parts.len() * PART_LEN);
             for p in c.parts {
                 parts.extend_from_slice(&p.channels.to_le_bytes());
                 parts.extend_from_slice(&[p.rescale.zero_point as u8, p.rescale.shift as u8]);
                 parts.extend_from_slice(&p.rescale.multiplier.to_le_bytes());
             }
-            f.u32(16, data.put(&parts));
-            f.u16(20, c.parts.len() as u16);
+            f.u32(concat::PARTS_AT, data.put(&parts));
+            f.u16(concat::PARTS, c.parts.len() as u16);
         }
     }
     r

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use compiler::ModelBytes;
+use firmware::file::field::{arrays, conv};
 use firmware::file::{self, at, FileError, HEADER_LEN, LAYER_LEN};
 use proptest::prelude::*;
 
@@ -182,25 +183,30 @@ fn tables_past_the_end_are_refused() {
 fn arrays_past_the_end_or_misaligned_are_refused() {
     let b = committed("mnist_cnn.int8");
     let layer0 = u32_at(&b, at::LAYER_TABLE) as usize;
-    // Layer 0 is a convolution: weights (offset, length) at 36, bias offset at 44.
+    // Layer 0 is a convolution.
+    let (weights, weights_len, bias_at) = (
+        layer0 + conv::ARRAYS + arrays::WEIGHTS,
+        layer0 + conv::ARRAYS + arrays::WEIGHTS_LEN,
+        layer0 + conv::ARRAYS + arrays::BIAS,
+    );
     let past = (b.len() as u32 - 4).to_le_bytes();
     assert_eq!(
-        open(&patched(&b, layer0 + 36, &past)),
+        open(&patched(&b, weights, &past)),
         Err(FileError::OutOfBounds {
             what: "weights",
             index: 0
         })
     );
-    let bias = u32_at(&b, layer0 + 44);
+    let bias = u32_at(&b, bias_at);
     assert_eq!(
-        open(&patched(&b, layer0 + 44, &(bias + 1).to_le_bytes())),
+        open(&patched(&b, bias_at, &(bias + 1).to_le_bytes())),
         Err(FileError::Misaligned {
             what: "bias",
             index: 0
         })
     );
     assert_eq!(
-        open(&patched(&b, layer0 + 40, &u32::MAX.to_le_bytes())),
+        open(&patched(&b, weights_len, &u32::MAX.to_le_bytes())),
         Err(FileError::OutOfBounds {
             what: "weights",
             index: 0
@@ -223,7 +229,11 @@ fn a_layer_that_claims_more_arena_than_the_header_is_refused() {
     let b = committed("mnist_cnn.int8");
     let tensors = u32_at(&b, at::TENSOR_TABLE) as usize;
     // The logits (tensor 8) moved to the end of the declared arena: past it by their length.
-    let e = open(&patched(&b, tensors + 8 * 12 + 8, &2352u32.to_le_bytes()));
+    let e = open(&patched(
+        &b,
+        tensors + 8 * file::TENSOR_LEN + file::TENSOR_OFFSET,
+        &2352u32.to_le_bytes(),
+    ));
     assert_eq!(
         e,
         Err(FileError::ArenaExceedsHeader {
@@ -239,7 +249,7 @@ fn a_layer_that_disagrees_with_its_tensors_is_refused() {
     let layer0 = u32_at(&b, at::LAYER_TABLE) as usize;
     // Conv 0's output channels 8 → 7: its weights no longer match.
     assert!(matches!(
-        open(&patched(&b, layer0 + 18, &7u16.to_le_bytes())),
+        open(&patched(&b, layer0 + conv::OUTPUT + 4, &7u16.to_le_bytes())),
         Err(FileError::Model(firmware::Error::BadLayer { index: 0 }))
     ));
 }

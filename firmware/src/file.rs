@@ -20,8 +20,10 @@ pub const MAGIC: [u8; 4] = *b"EMB8";
 pub const VERSION: u16 = 1;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 128;
-/// Bytes of one tensor record.
+/// Bytes of one tensor record: its shape (3 × `u16`), 0 (`u16`), then its arena offset.
 pub const TENSOR_LEN: usize = 12;
+/// Where a tensor record holds its arena offset (`u32`).
+pub const TENSOR_OFFSET: usize = 8;
 /// Bytes of one layer record.
 pub const LAYER_LEN: usize = 64;
 /// Every array in the data starts at a multiple of this.
@@ -101,6 +103,125 @@ pub mod kind {
     pub const ADD: u8 = 4;
     /// [`crate::Concat`].
     pub const CONCAT: u8 = 5;
+}
+
+/// Field offsets inside a layer record (bytes from its start), for the reader and the writer.
+pub mod field {
+    /// `u8`, the layer's [`super::kind`].
+    pub const KIND: usize = 0;
+    /// `u8`, bit 0: fused into the step of the layer before.
+    pub const FLAGS: usize = 1;
+    /// `u16`, how many tensors the layer reads.
+    pub const INPUTS: usize = 2;
+    /// `u32`, offset of their indices (`u16` each) in the data.
+    pub const INPUTS_AT: usize = 4;
+
+    /// Per-channel arrays, from the record offset a layer gives them (`ARRAYS`).
+    pub mod arrays {
+        /// `u32`, offset of the int8 weights.
+        pub const WEIGHTS: usize = 0;
+        /// `u32`, their length.
+        pub const WEIGHTS_LEN: usize = 4;
+        /// `u32`, offset of the `i32` biases, one per output channel.
+        pub const BIAS: usize = 8;
+        /// `u32`, offset of the `i32` multipliers.
+        pub const MULTIPLIER: usize = 12;
+        /// `u32`, offset of the `i8` shifts.
+        pub const SHIFT: usize = 16;
+    }
+
+    /// A convolution's fields.
+    pub mod conv {
+        /// Input shape (3 × `u16`).
+        pub const INPUT: usize = 8;
+        /// Output shape.
+        pub const OUTPUT: usize = 14;
+        /// Kernel (2 × `u8`).
+        pub const KERNEL: usize = 20;
+        /// Stride.
+        pub const STRIDE: usize = 22;
+        /// Padding.
+        pub const PADDING: usize = 24;
+        /// Dilation.
+        pub const DILATION: usize = 26;
+        /// Groups (`u16`).
+        pub const GROUPS: usize = 28;
+        /// Input zero point (`i8`).
+        pub const INPUT_ZERO_POINT: usize = 30;
+        /// Output zero point.
+        pub const OUTPUT_ZERO_POINT: usize = 31;
+        /// Lower clamp.
+        pub const ACT_MIN: usize = 32;
+        /// Upper clamp.
+        pub const ACT_MAX: usize = 33;
+        /// The [`super::arrays`].
+        pub const ARRAYS: usize = 36;
+    }
+
+    /// A fully connected layer's fields.
+    pub mod fully_connected {
+        /// Input features (`u16`).
+        pub const INPUTS: usize = 8;
+        /// Output features (`u16`).
+        pub const OUTPUTS: usize = 10;
+        /// Input zero point (`i8`).
+        pub const INPUT_ZERO_POINT: usize = 12;
+        /// Output zero point.
+        pub const OUTPUT_ZERO_POINT: usize = 13;
+        /// Lower clamp.
+        pub const ACT_MIN: usize = 14;
+        /// Upper clamp.
+        pub const ACT_MAX: usize = 15;
+        /// The [`super::arrays`].
+        pub const ARRAYS: usize = 16;
+    }
+
+    /// A pool's fields.
+    pub mod pool {
+        /// `u8`: 0 max, 1 average.
+        pub const AVERAGE: usize = 8;
+        /// Lower clamp (`i8`).
+        pub const ACT_MIN: usize = 9;
+        /// Upper clamp.
+        pub const ACT_MAX: usize = 10;
+        /// Input shape (3 × `u16`).
+        pub const INPUT: usize = 12;
+        /// Output shape.
+        pub const OUTPUT: usize = 18;
+        /// Window (2 × `u8`).
+        pub const KERNEL: usize = 24;
+        /// Stride.
+        pub const STRIDE: usize = 26;
+        /// Padding.
+        pub const PADDING: usize = 28;
+    }
+
+    /// An Add's fields; a rescale is `zero point: i8, shift: i8, 0, 0, multiplier: i32`.
+    pub mod add {
+        /// Shape (3 × `u16`).
+        pub const SHAPE: usize = 8;
+        /// Lower clamp (`i8`).
+        pub const ACT_MIN: usize = 14;
+        /// Upper clamp.
+        pub const ACT_MAX: usize = 15;
+        /// The two inputs' rescales.
+        pub const INPUTS: [usize; 2] = [16, 24];
+        /// The output's rescale.
+        pub const OUTPUT: usize = 32;
+    }
+
+    /// A Concat's fields; each part in the data is `channels: u16`, then its rescale's zero
+    /// point (`i8`), shift (`i8`) and multiplier (`i32`).
+    pub mod concat {
+        /// Output shape (3 × `u16`).
+        pub const OUTPUT: usize = 8;
+        /// Output zero point (`i8`).
+        pub const OUTPUT_ZERO_POINT: usize = 14;
+        /// `u32`, offset of the parts in the data.
+        pub const PARTS_AT: usize = 16;
+        /// `u16`, how many parts.
+        pub const PARTS: usize = 20;
+    }
 }
 
 /// Why a model file is refused. Each names what is wrong, in one line.
@@ -454,16 +575,16 @@ pub fn open<'a, const N: usize>(
             what: "tensor",
             index: i,
         })?;
-        let offset = file.u32(at + 8).unwrap_or(u32::MAX);
+        let offset = file.u32(at + TENSOR_OFFSET).unwrap_or(u32::MAX);
         *tensor = Tensor { shape, offset };
     }
     let record = |i: usize| Bytes(&file.0[layers_at + i * LAYER_LEN..][..LAYER_LEN]);
     let mut n_parts = 0;
     for i in 0..n_layers {
         let r = record(i);
-        if r.u8(0) == Some(kind::CONCAT) {
-            let count = r.u16(20).unwrap_or(0) as usize;
-            let start = r.u32(16);
+        if r.u8(field::KIND) == Some(kind::CONCAT) {
+            let count = r.u16(field::concat::PARTS).unwrap_or(0) as usize;
+            let start = r.u32(field::concat::PARTS_AT);
             for p in 0..count {
                 let at = start.and_then(|s| (s as usize).checked_add(p * PART_LEN));
                 let part =
@@ -635,16 +756,17 @@ fn arrays<'a>(
     channels: usize,
     index: usize,
 ) -> Result<Arrays<'a>, FileError> {
+    use field::arrays::*;
     Ok(Arrays {
         weights: file.slice(
-            r.u32(at),
-            r.u32(at + 4).unwrap_or(u32::MAX) as usize,
+            r.u32(at + WEIGHTS),
+            r.u32(at + WEIGHTS_LEN).unwrap_or(u32::MAX) as usize,
             "weights",
             index,
         )?,
-        bias: file.slice(r.u32(at + 8), channels, "bias", index)?,
-        multiplier: file.slice(r.u32(at + 12), channels, "multipliers", index)?,
-        shift: file.slice(r.u32(at + 16), channels, "shifts", index)?,
+        bias: file.slice(r.u32(at + BIAS), channels, "bias", index)?,
+        multiplier: file.slice(r.u32(at + MULTIPLIER), channels, "multipliers", index)?,
+        shift: file.slice(r.u32(at + SHIFT), channels, "shifts", index)?,
     })
 }
 
@@ -658,90 +780,91 @@ fn read_layer<'a>(
     used: &mut usize,
 ) -> Result<(Layer<'a>, Edge<'a>), FileError> {
     let bounds = |what| FileError::OutOfBounds { what, index };
-    let field = || bounds("layer record");
-    let kind = r.u8(0).ok_or_else(field)?;
+    let bad = || bounds("layer record");
+    let kind = r.u8(field::KIND).ok_or_else(bad)?;
     let inputs: &'a [u16] = file.slice(
-        r.u32(4),
-        r.u16(2).ok_or_else(field)? as usize,
+        r.u32(field::INPUTS_AT),
+        r.u16(field::INPUTS).ok_or_else(bad)? as usize,
         "inputs",
         index,
     )?;
     let edge = Edge {
         inputs,
         output: index as u16 + 1,
-        fused: r.u8(1).ok_or_else(field)? & 1 == 1,
+        fused: r.u8(field::FLAGS).ok_or_else(bad)? & 1 == 1,
     };
+    use field::{add, concat, conv, fully_connected as fc, pool};
     let layer = match kind {
         kind::CONV => {
-            let output = r.shape(14).ok_or_else(field)?;
-            let a = arrays(file, r, 36, output.c as usize, index)?;
+            let output = r.shape(conv::OUTPUT).ok_or_else(bad)?;
+            let a = arrays(file, r, conv::ARRAYS, output.c as usize, index)?;
             Layer::Conv(Conv {
-                input: r.shape(8).ok_or_else(field)?,
+                input: r.shape(conv::INPUT).ok_or_else(bad)?,
                 output,
-                kernel: r.pair(20).ok_or_else(field)?,
-                stride: r.pair(22).ok_or_else(field)?,
-                padding: r.pair(24).ok_or_else(field)?,
-                dilation: r.pair(26).ok_or_else(field)?,
-                groups: r.u16(28).ok_or_else(field)?,
+                kernel: r.pair(conv::KERNEL).ok_or_else(bad)?,
+                stride: r.pair(conv::STRIDE).ok_or_else(bad)?,
+                padding: r.pair(conv::PADDING).ok_or_else(bad)?,
+                dilation: r.pair(conv::DILATION).ok_or_else(bad)?,
+                groups: r.u16(conv::GROUPS).ok_or_else(bad)?,
                 weights: a.weights,
                 bias: a.bias,
                 multiplier: a.multiplier,
                 shift: a.shift,
-                input_zero_point: r.i8(30).ok_or_else(field)?,
-                output_zero_point: r.i8(31).ok_or_else(field)?,
-                act_min: r.i8(32).ok_or_else(field)?,
-                act_max: r.i8(33).ok_or_else(field)?,
+                input_zero_point: r.i8(conv::INPUT_ZERO_POINT).ok_or_else(bad)?,
+                output_zero_point: r.i8(conv::OUTPUT_ZERO_POINT).ok_or_else(bad)?,
+                act_min: r.i8(conv::ACT_MIN).ok_or_else(bad)?,
+                act_max: r.i8(conv::ACT_MAX).ok_or_else(bad)?,
             })
         }
         kind::FULLY_CONNECTED => {
-            let outputs = r.u16(10).ok_or_else(field)?;
-            let a = arrays(file, r, 16, outputs as usize, index)?;
+            let outputs = r.u16(fc::OUTPUTS).ok_or_else(bad)?;
+            let a = arrays(file, r, fc::ARRAYS, outputs as usize, index)?;
             Layer::FullyConnected(FullyConnected {
-                inputs: r.u16(8).ok_or_else(field)?,
+                inputs: r.u16(fc::INPUTS).ok_or_else(bad)?,
                 outputs,
                 weights: a.weights,
                 bias: a.bias,
                 multiplier: a.multiplier,
                 shift: a.shift,
-                input_zero_point: r.i8(12).ok_or_else(field)?,
-                output_zero_point: r.i8(13).ok_or_else(field)?,
-                act_min: r.i8(14).ok_or_else(field)?,
-                act_max: r.i8(15).ok_or_else(field)?,
+                input_zero_point: r.i8(fc::INPUT_ZERO_POINT).ok_or_else(bad)?,
+                output_zero_point: r.i8(fc::OUTPUT_ZERO_POINT).ok_or_else(bad)?,
+                act_min: r.i8(fc::ACT_MIN).ok_or_else(bad)?,
+                act_max: r.i8(fc::ACT_MAX).ok_or_else(bad)?,
             })
         }
         kind::POOL => Layer::Pool(Pool {
-            kind: match r.u8(8) {
+            kind: match r.u8(pool::AVERAGE) {
                 Some(0) => PoolKind::Max,
                 Some(1) => PoolKind::Average,
                 _ => return Err(bounds("pool kind")),
             },
-            act_min: r.i8(9).ok_or_else(field)?,
-            act_max: r.i8(10).ok_or_else(field)?,
-            input: r.shape(12).ok_or_else(field)?,
-            output: r.shape(18).ok_or_else(field)?,
-            kernel: r.pair(24).ok_or_else(field)?,
-            stride: r.pair(26).ok_or_else(field)?,
-            padding: r.pair(28).ok_or_else(field)?,
+            act_min: r.i8(pool::ACT_MIN).ok_or_else(bad)?,
+            act_max: r.i8(pool::ACT_MAX).ok_or_else(bad)?,
+            input: r.shape(pool::INPUT).ok_or_else(bad)?,
+            output: r.shape(pool::OUTPUT).ok_or_else(bad)?,
+            kernel: r.pair(pool::KERNEL).ok_or_else(bad)?,
+            stride: r.pair(pool::STRIDE).ok_or_else(bad)?,
+            padding: r.pair(pool::PADDING).ok_or_else(bad)?,
         }),
         kind::ADD => Layer::Add(Add {
-            shape: r.shape(8).ok_or_else(field)?,
-            act_min: r.i8(14).ok_or_else(field)?,
-            act_max: r.i8(15).ok_or_else(field)?,
+            shape: r.shape(add::SHAPE).ok_or_else(bad)?,
+            act_min: r.i8(add::ACT_MIN).ok_or_else(bad)?,
+            act_max: r.i8(add::ACT_MAX).ok_or_else(bad)?,
             inputs: [
-                r.rescale(16).ok_or_else(field)?,
-                r.rescale(24).ok_or_else(field)?,
+                r.rescale(add::INPUTS[0]).ok_or_else(bad)?,
+                r.rescale(add::INPUTS[1]).ok_or_else(bad)?,
             ],
-            output: r.rescale(32).ok_or_else(field)?,
+            output: r.rescale(add::OUTPUT).ok_or_else(bad)?,
         }),
         kind::CONCAT => {
-            let count = r.u16(20).ok_or_else(field)? as usize;
+            let count = r.u16(concat::PARTS).ok_or_else(bad)? as usize;
             let mine = parts
                 .get(*used..*used + count)
                 .ok_or_else(|| bounds("concat parts"))?;
             *used += count;
             Layer::Concat(Concat {
-                output: r.shape(8).ok_or_else(field)?,
-                output_zero_point: r.i8(14).ok_or_else(field)?,
+                output: r.shape(concat::OUTPUT).ok_or_else(bad)?,
+                output_zero_point: r.i8(concat::OUTPUT_ZERO_POINT).ok_or_else(bad)?,
                 parts: mine,
             })
         }
