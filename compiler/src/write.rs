@@ -25,14 +25,6 @@ impl Provenance {
         }
         Some(Provenance { onnx_sha256: sha })
     }
-
-    /// The provenance of the ONNX file `onnx`.
-    pub fn of(onnx: &[u8]) -> Self {
-        use sha2::Digest;
-        Provenance {
-            onnx_sha256: sha2::Sha256::digest(onnx).into(),
-        }
-    }
 }
 
 /// The model file of `q`.

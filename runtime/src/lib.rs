@@ -16,3 +16,4 @@ pub mod quantize;
 pub mod serve;
 pub mod soak;
 pub mod validate;
+pub mod write;

@@ -948,7 +948,8 @@ fn quantize_command(
             compiler::write(&q, &from)
         }
     };
-    write_atomically(output, &bytes)?;
+    runtime::write::whole(output, &bytes)
+        .with_context(|| format!("{}: cannot write", output.display()))?;
     let test = mnist::load(calib, Split::Test)?;
     let cost = quantize::cost(classifier, &q, &test)?;
     let rows: Vec<serde_json::Value> = fw
@@ -1178,15 +1179,6 @@ fn soak(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Writes `bytes` to `path` through a temporary file beside it, so that a reader never sees
-/// half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// `inspect` of a model file: its header, its layers, its sizes, and whether it fits each

@@ -368,10 +368,7 @@ fn generate(
     if std::fs::read_to_string(source).is_ok_and(|old| old == text) {
         return Ok(());
     }
-    // Written whole under a private name first, so that a concurrent run never reads half.
-    let partial = source.with_extension(format!("{}.part", std::process::id()));
-    std::fs::write(&partial, text)
-        .and_then(|()| std::fs::rename(&partial, source))
+    crate::write::whole(source, text.as_bytes())
         .with_context(|| format!("{}: cannot write", source.display()))
 }
 
@@ -382,10 +379,7 @@ fn write_once(elf: &[u8], board: Board) -> anyhow::Result<PathBuf> {
     if std::fs::read(&path).is_ok_and(|b| b == elf) {
         return Ok(path);
     }
-    // Written whole under a private name first, so a concurrent run never starts half a file.
-    let partial = path.with_extension(format!("{}.part", std::process::id()));
-    std::fs::write(&partial, elf)
-        .and_then(|()| std::fs::rename(&partial, &path))
+    crate::write::whole(&path, elf)
         .with_context(|| format!("{}: cannot write the inference service", path.display()))?;
     Ok(path)
 }
