@@ -48,6 +48,22 @@ fn a_branched_model_quantizes_and_agrees_with_tract() {
         (cost.float_accuracy - cost.int8_accuracy).abs() <= 0.005,
         "{cost:?}"
     );
+    // Every layer kind goes through the model file and comes back running the same logits.
+    let from = compiler::Provenance::from_hex(&c.sha256).unwrap();
+    let file = compiler::ModelBytes::new(&compiler::write(&q, &from));
+    let from_file: Vec<[i8; 10]> = file
+        .with(|f| {
+            let mut arena = vec![0i8; f.header.arena_bytes];
+            (0..test.len())
+                .map(|i| {
+                    firmware::run(&f.model, test.image(i), &mut arena)
+                        .unwrap()
+                        .logits
+                })
+                .collect()
+        })
+        .unwrap();
+    assert!(from_file == quantize::simulate(&q, &test).unwrap());
     // The plan reuses memory: well below every activation at once.
     assert!(
         2 * q.arena_bytes < q.activation_bytes(),
