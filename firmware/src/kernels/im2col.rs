@@ -385,9 +385,12 @@ impl Im2col {
             region.fill(MaybeUninit::new(self.zero_point));
             &mut *(region as *mut [MaybeUninit<i8>] as *mut [i8])
         };
-        for (y, src) in (top..rows).zip(input.chunks_exact(in_len.max(1)).take(in_h)) {
-            let n = in_len.min(len.saturating_sub(left));
-            bytes[y * len + left..][..n].copy_from_slice(&src[..n]);
+        // Padding at least as wide as the windows' reach leaves no input byte in the copy.
+        let n = in_len.min(len.saturating_sub(left));
+        if n > 0 {
+            for (y, src) in (top..rows).zip(input.chunks_exact(in_len.max(1)).take(in_h)) {
+                bytes[y * len + left..][..n].copy_from_slice(&src[..n]);
+            }
         }
         Windows::Rows(Source { bytes, stride: len })
     }

@@ -565,3 +565,35 @@ fn convolutions_too_large_to_pad_match_the_reference() {
         assert_eq!(y, conv_reference(&layer, &x), "case {case}");
     }
 }
+
+/// Windows that lie wholly in the left padding (padding wider than the filter, as a model
+/// file may ask): the padded copy holds no input byte, and the result is the reference's.
+/// A mutated model file found the kernel slicing past its copy here.
+#[test]
+fn windows_wholly_in_the_padding_match_the_reference() {
+    let mut rng = Rng(23);
+    for (pad, out) in [
+        ((0u8, 2u8), (1u16, 1u16)),
+        ((1, 5), (2, 3)),
+        ((0, 9), (2, 1)),
+    ] {
+        let input = Shape { h: 2, w: 2, c: 4 };
+        let output = Shape {
+            h: out.0,
+            w: out.1,
+            c: 3,
+        };
+        let weights = rng.i8s(3 * 4);
+        let (bias, mult, shift) = channels(&mut rng, 3);
+        let layer = Conv {
+            padding: pad,
+            input_zero_point: rng.next() as i8,
+            ..conv_layer(input, output, 1, 0, (&weights, &bias, &mult, &shift))
+        };
+        assert!(layer.output.w > 0 && crate::model::Layer::Conv(layer).check());
+        let x = rng.i8s(input.len());
+        let mut y = std::vec![0i8; output.len()];
+        conv(&layer, &x, &mut y);
+        assert_eq!(y, conv_reference(&layer, &x), "padding {pad:?}");
+    }
+}
