@@ -12,6 +12,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(ember_dsp)");
     println!("cargo::rustc-check-cfg=cfg(ember_thumb2)");
     println!("cargo::rustc-check-cfg=cfg(ember_sse2)");
+    println!("cargo::rustc-check-cfg=cfg(ember_embedded_model)");
     println!(
         "cargo::rustc-check-cfg=cfg(ember_board, values(\"lm3s6965\", \"stm32f405\", \"nrf51\", \"nrf52840\", \"an500\", \"an505\"))"
     );
@@ -41,20 +42,21 @@ fn main() {
     if !target.starts_with("thumb") {
         return;
     }
-    let (board, digits) = board(&target);
-    println!("cargo:rustc-cfg=ember_board=\"{board}\"");
+    let board = board(&target);
+    println!("cargo:rustc-cfg=ember_board=\"{}\"", board.name);
     // EMBER_DIGITS embeds fewer digits, for quick runs and instruction traces.
     println!("cargo:rerun-if-env-changed=EMBER_DIGITS");
     let digits = match std::env::var("EMBER_DIGITS") {
         Ok(v) => v.parse().expect("EMBER_DIGITS must be a count"),
-        Err(_) => digits,
+        Err(_) => board.digits,
     };
+    std::fs::write(out.join("board.rs"), board.constants()).expect("write board.rs");
     std::fs::copy(
-        manifest.join("boards").join(format!("{board}.x")),
+        manifest.join("boards").join(format!("{}.x", board.name)),
         out.join("memory.x"),
     )
     .expect("copy memory.x");
-    copy_model(&manifest, &out);
+    embed_model(&manifest, &out);
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     // defmt keeps its format strings in a section of its own linker script.
@@ -69,12 +71,33 @@ fn main() {
     write_digits(&data, &out.join("digits.rs"), digits);
 }
 
-/// The board to build for: `EMBER_BOARD`, else the one QEMU machine of the target. Returns its
-/// name (its memory map is `boards/NAME.x`, its UART driver is in `src/board.rs`) and the test
-/// digits the demo embeds.
-fn board(target: &str) -> (String, usize) {
+/// What the firmware's build needs to know of a board beyond its memory map
+/// (`boards/NAME.x`) and its UART driver (`src/board.rs`).
+struct Board {
+    name: String,
+    /// Test digits the demo embeds: as many as fit in the flash beside the code.
+    digits: usize,
+    /// The activation arena: the RAM the statics and the stack leave.
+    arena: usize,
+    /// Most layers (and tensors) a model file may have: their records live on the stack.
+    layers: usize,
+}
+
+impl Board {
+    /// `board.rs` in OUT_DIR, which `firmware::stored` includes.
+    fn constants(&self) -> String {
+        format!(
+            "/// Bytes of the activation arena.\npub const ARENA_BYTES: usize = {};\n\
+             /// Most layers and tensors a model file may have here.\npub const MAX_LAYERS: usize = {};\n",
+            self.arena, self.layers
+        )
+    }
+}
+
+/// The board to build for: `EMBER_BOARD`, else the one QEMU machine of the target.
+fn board(target: &str) -> Board {
     println!("cargo:rerun-if-env-changed=EMBER_BOARD");
-    let board = std::env::var("EMBER_BOARD").unwrap_or_else(|_| {
+    let name = std::env::var("EMBER_BOARD").unwrap_or_else(|_| {
         let default = match target {
             t if t.starts_with("thumbv7em") => "stm32f405",
             t if t.starts_with("thumbv6m") => "nrf51",
@@ -83,16 +106,25 @@ fn board(target: &str) -> (String, usize) {
         };
         default.to_string()
     });
-    // 256 KiB of flash: 240 digits (184 KiB) fit beside the code and model (about 64 KiB with
-    // every kernel a graph model may use). The others have a MiB or more.
-    let digits = match board.as_str() {
-        "lm3s6965" | "nrf51" => 240,
-        "stm32f405" | "an500" | "an505" | "nrf52840" => 1000,
+    // 784 bytes a digit. The 256 KiB chips keep 160 KiB for code and digits (96 KiB are the
+    // model's); the STM32F405 768 KiB; the MPS2 images 3 MiB.
+    let (digits, arena, layers) = match name.as_str() {
+        "lm3s6965" => (120, 32 * 1024, 64),
+        // 16 KiB of RAM: the arena takes what the stack (13.5 KiB) and the statics leave.
+        "nrf51" => (120, 2400, 16),
+        "stm32f405" => (800, 96 * 1024, 64),
+        "nrf52840" => (800, 192 * 1024, 64),
+        "an500" | "an505" => (1000, 192 * 1024, 64),
         other => panic!(
             "EMBER_BOARD={other}: unknown board (lm3s6965, stm32f405, nrf51, nrf52840, an500, an505)"
         ),
     };
-    (board, digits)
+    Board {
+        name,
+        digits,
+        arena,
+        layers,
+    }
 }
 
 fn write_digits(data: &Path, path: &Path, count: usize) {
@@ -119,16 +151,18 @@ fn write_digits(data: &Path, path: &Path, count: usize) {
     .unwrap();
 }
 
-/// Puts the int8 model the binaries embed into OUT_DIR: `EMBER_MODEL` (a file written by
-/// `runtime quantize`; relative paths are from the workspace root) or the committed one.
-fn copy_model(manifest: &Path, out: &Path) {
+/// `EMBER_MODEL=FILE.int8` (relative paths are from the workspace root) builds a
+/// self-contained image, with that model file inside; without it, the firmware reads its model
+/// from the board's `MODEL` flash region.
+fn embed_model(manifest: &Path, out: &Path) {
     println!("cargo:rerun-if-env-changed=EMBER_MODEL");
-    let model = match std::env::var_os("EMBER_MODEL") {
-        Some(path) => manifest.join("..").join(path),
-        None => manifest.join("models/mnist_cnn_int8.rs"),
+    let Some(path) = std::env::var_os("EMBER_MODEL") else {
+        return;
     };
+    let model = manifest.join("..").join(path);
     println!("cargo:rerun-if-changed={}", model.display());
-    if let Err(e) = std::fs::copy(&model, out.join("model.rs")) {
+    if let Err(e) = std::fs::copy(&model, out.join("model.int8")) {
         panic!("EMBER_MODEL {}: cannot read: {e}", model.display());
     }
+    println!("cargo:rustc-cfg=ember_embedded_model");
 }

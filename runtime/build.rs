@@ -7,10 +7,14 @@ use std::process::Command;
 #[path = "build/version.rs"]
 mod version;
 
-/// Board short names and the Rust targets of their firmware (as `device::qemu::Board`).
-const BOARDS: [(&str, &str); 2] = [
-    ("m3", "thumbv7m-none-eabi"),
-    ("m4", "thumbv7em-none-eabihf"),
+/// Board short names, the Rust targets of their firmware and the firmware's names for them (as
+/// `device::qemu::Board`).
+const BOARDS: [(&str, &str, &str); 5] = [
+    ("m0", "thumbv6m-none-eabi", "nrf51"),
+    ("m3", "thumbv7m-none-eabi", "lm3s6965"),
+    ("m4", "thumbv7em-none-eabihf", "stm32f405"),
+    ("m7", "thumbv7em-none-eabihf", "an500"),
+    ("m33", "thumbv8m.main-none-eabihf", "an505"),
 ];
 
 fn main() {
@@ -24,12 +28,12 @@ fn main() {
     let wanted = std::env::var("EMBER_EMBED_FIRMWARE").map_or(true, |v| v != "0");
     let sources = workspace.join("firmware/Cargo.toml").is_file();
     if sources {
-        for path in ["firmware", "models/mnist_cnn_int8.rs", "Cargo.lock"] {
+        for path in ["firmware", "Cargo.lock"] {
             println!("cargo:rerun-if-changed={}", workspace.join(path).display());
         }
     }
-    for (board, target) in BOARDS {
-        let elf = match (wanted && sources).then(|| build_service(&workspace, target)) {
+    for (board, target, name) in BOARDS {
+        let elf = match (wanted && sources).then(|| build_service(&workspace, target, name)) {
             Some(Some(path)) => std::fs::read(&path).expect("read the service ELF just built"),
             _ => Vec::new(),
         };
@@ -37,9 +41,10 @@ fn main() {
     }
 }
 
-/// Builds the `serve` binary for `target` into the workspace's `target/firmware`, or explains
-/// in a warning why it cannot (the target is not installed) and returns `None`.
-fn build_service(workspace: &Path, target: &str) -> Option<PathBuf> {
+/// Builds the `serve` binary for `target` and the firmware's board `board` into the
+/// workspace's `target/firmware` (with no model: the device reads its model file from flash),
+/// or explains in a warning why it cannot (the target is not installed) and returns `None`.
+fn build_service(workspace: &Path, target: &str, board: &str) -> Option<PathBuf> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let libdir = Command::new(&rustc)
         .args(["--print", "target-libdir", "--target", target])
@@ -72,11 +77,12 @@ fn build_service(workspace: &Path, target: &str) -> Option<PathBuf> {
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_TARGET",
-        // The service built in runs the committed model, whatever the shell says.
+        // The service built in reads its model from flash, whatever the shell says.
         "EMBER_MODEL",
     ] {
         cmd.env_remove(var);
     }
+    cmd.env("EMBER_BOARD", board);
     cmd.env("CARGO_TARGET_DIR", &target_dir);
     let output = cmd.output().expect("start cargo to build the firmware");
     if !output.status.success() {

@@ -666,21 +666,28 @@ impl<'g> Reader<'g> {
             _ if global => (0, 0),
             _ => return Err("kernel_shape must have two values".into()),
         };
-        if node.op_type == "AveragePool" && attr_i(node, "count_include_pad").unwrap_or(0) != 0 {
-            return Err("count_include_pad=1 is not supported".into());
-        }
         let (stride, pad, pad_end) = if global {
             ((1, 1), (0, 0), (0, 0))
         } else {
             window(node, kernel)?
         };
+        let ceil = attr_i(node, "ceil_mode").unwrap_or(0) == 1;
+        // PyTorch's AvgPool2d writes count_include_pad=1 by default; with no padding (and no
+        // window past the edge) no window reaches a pad, and the divisor is the same.
+        let include_pad = attr_i(node, "count_include_pad").unwrap_or(0) != 0;
+        if node.op_type == "AveragePool" && include_pad && (pad != (0, 0) || pad_end != (0, 0) || ceil) {
+            return Err(
+                "count_include_pad=1 with padding or ceil_mode is not supported (the firmware's average leaves padding out of the divisor)"
+                    .into(),
+            );
+        }
         Ok(FloatOp::Pool {
             average: node.op_type != "MaxPool",
             kernel,
             stride,
             pad,
             pad_end,
-            ceil: attr_i(node, "ceil_mode").unwrap_or(0) == 1,
+            ceil,
             act: Act::NONE,
         })
     }

@@ -342,6 +342,52 @@ impl core::fmt::Display for FileError {
 
 impl core::error::Error for FileError {}
 
+/// What each [`FileError`] is, by [`FileError::code`]: what a device with no valid model
+/// reports over the serial link, where the error's fields do not travel.
+const KINDS: [&str; 12] = [
+    "truncated or absent",
+    "no EMB8 magic (nothing loaded)",
+    "a format version this firmware does not read",
+    "corrupt (CRC-32 mismatch)",
+    "an invalid header field",
+    "an array outside the file",
+    "a misaligned array",
+    "more layers or tensors than this firmware holds",
+    "a layer of unknown kind",
+    "more arena than the header declares",
+    "a header that does not match the graph",
+    "a graph the kernels refuse",
+];
+
+impl FileError {
+    /// A small number for the kind of error (1–12), for a wire that carries no text.
+    pub fn code(&self) -> u16 {
+        1 + match self {
+            FileError::Truncated { .. } => 0,
+            FileError::BadMagic => 1,
+            FileError::Version { .. } => 2,
+            FileError::BadCrc { .. } => 3,
+            FileError::BadHeader { .. } => 4,
+            FileError::OutOfBounds { .. } => 5,
+            FileError::Misaligned { .. } => 6,
+            FileError::TooMany { .. } => 7,
+            FileError::BadKind { .. } => 8,
+            FileError::ArenaExceedsHeader { .. } => 9,
+            FileError::HeaderMismatch { .. } => 10,
+            FileError::Model(_) => 11,
+        }
+    }
+
+    /// What the error with [`FileError::code`] `code` is, in a few words.
+    pub fn describe(code: u16) -> &'static str {
+        (code as usize)
+            .checked_sub(1)
+            .and_then(|i| KINDS.get(i))
+            .copied()
+            .unwrap_or("an unknown error")
+    }
+}
+
 impl From<crate::model::Error> for FileError {
     fn from(e: crate::model::Error) -> Self {
         FileError::Model(e)
@@ -873,7 +919,9 @@ fn read_layer<'a>(
     Ok((layer, edge))
 }
 
-/// CRC-32 (IEEE 802.3, as zlib and PNG), the model file's checksum.
+/// CRC-32 (IEEE 802.3, as zlib and PNG), the model file's checksum: the serial protocol's,
+/// whose 64-byte table suits a microcontroller's flash (crc32fast's takes 16 KiB, which a
+/// 256 KiB chip would feel).
 pub fn crc32(bytes: &[u8]) -> u32 {
-    crc32fast::hash(bytes)
+    crate::protocol::crc32(bytes)
 }

@@ -21,6 +21,8 @@ pub mod protocol;
 pub mod requant;
 pub mod rng;
 pub mod simd;
+#[cfg(target_os = "none")]
+pub mod stored;
 
 pub use model::{
     run, Add, Checked, Concat, ConcatPart, Conv, Edge, Error, FullyConnected, Layer, Model, Output,

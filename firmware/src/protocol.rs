@@ -77,6 +77,8 @@ pub enum ErrorCode {
     /// The model refused to run (detail: the index of the layer at fault plus one, or 0 when
     /// no one layer is, as `firmware::Error::layer` gives it).
     ModelError = 8,
+    /// The device holds no valid model file (detail: [`crate::file::FileError::code`]).
+    NoModel = 9,
 }
 
 impl ErrorCode {
@@ -91,6 +93,7 @@ impl ErrorCode {
             6 => ErrorCode::Truncated,
             7 => ErrorCode::Noise,
             8 => ErrorCode::ModelError,
+            9 => ErrorCode::NoModel,
             _ => return None,
         })
     }

@@ -67,21 +67,22 @@ pub fn float_with(
         .collect())
 }
 
-/// The int8 model of an ONNX file, for the host: the committed one when it was quantized from
-/// this very ONNX (what the firmware embeds), else the ONNX quantized with the defaults.
+/// The int8 model file of an ONNX model: the committed one when it was quantized from this
+/// very ONNX, else the ONNX quantized with the defaults. The host runs it, and QEMU loads it
+/// into the device's flash.
 pub enum Int8 {
-    /// The committed int8 model.
-    Committed(&'static firmware::Model<'static>),
+    /// The committed model file (`models/mnist_cnn.int8`), built into runtime.
+    Committed(Int8File),
     /// The ONNX quantized with the defaults, calibrated on MNIST.
-    Quantized(Box<quantize::QuantModel>),
+    Quantized(Int8File),
 }
 
 impl Int8 {
-    /// The committed model for `classifier`, else `classifier` quantized with the defaults,
-    /// calibrated on the MNIST found from `data`.
+    /// The committed model file for `classifier`, else `classifier` quantized with the
+    /// defaults, calibrated on the MNIST found from `data`.
     pub fn for_model(classifier: &Classifier, data: Option<&Path>) -> anyhow::Result<Self> {
-        if let Some(model) = crate::embedded::int8_model(&classifier.sha256) {
-            return Ok(Int8::Committed(model));
+        if let Some(file) = crate::embedded::int8_file(&classifier.sha256) {
+            return Ok(Int8::Committed(file?));
         }
         let q = quantize::quantize_mnist(
             classifier,
@@ -89,23 +90,37 @@ impl Int8 {
             quantize::DEFAULT_CALIB_COUNT,
             quantize::DEFAULT_CALIB_SEED,
         )?;
-        Ok(Int8::Quantized(Box::new(q)))
+        let from = compiler::Provenance::from_hex(&classifier.sha256)
+            .ok_or_else(|| anyhow::anyhow!("the model's SHA-256 is not 64 hex digits"))?;
+        let name = format!("{} (quantized)", classifier.path().display());
+        Ok(Int8::Quantized(Int8File::from_bytes(
+            name.into(),
+            &compiler::write(&q, &from),
+        )?))
+    }
+
+    /// The model file, kept.
+    pub fn into_file(self) -> Int8File {
+        match self {
+            Int8::Committed(file) | Int8::Quantized(file) => file,
+        }
+    }
+
+    /// The model file.
+    pub fn file(&self) -> &Int8File {
+        match self {
+            Int8::Committed(file) | Int8::Quantized(file) => file,
+        }
     }
 
     /// Its answers through the firmware's kernels on the host.
     pub fn answers(&self, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
-        self.with_model(|model| run_int8(model, images))
+        self.file().answers(images)
     }
 
     /// `f` of its firmware model.
-    pub fn with_model<R>(&self, f: impl FnOnce(&firmware::Model) -> R) -> R {
-        match self {
-            Int8::Committed(model) => f(model),
-            Int8::Quantized(q) => {
-                let view = q.view();
-                f(&view.model())
-            }
-        }
+    pub fn with_model<R>(&self, f: impl FnOnce(&firmware::Model) -> R) -> anyhow::Result<R> {
+        self.file().with_model(f)
     }
 }
 
@@ -156,18 +171,21 @@ pub fn device(device: &mut Device, images: &[&[u8; PIXELS]]) -> anyhow::Result<V
 /// Refuses a device whose model is not the classifier's ONNX file: its answers would not be
 /// the ones the desktop paths give.
 pub fn check_model(device: &Device, classifier: &Classifier) -> anyhow::Result<()> {
-    if classifier.sha256 != device.info.model_sha256 {
+    check_sha(device, &classifier.sha256, classifier.path())
+}
+
+/// Refuses a device whose model was not compiled from the ONNX with SHA-256 `sha256`, which
+/// `model` (named in the message) was.
+pub fn check_sha(device: &Device, sha256: &str, model: &Path) -> anyhow::Result<()> {
+    let runs = &device.info.model_sha256;
+    if sha256 != runs {
         anyhow::bail!(
-            "{} runs model {}…, but {} is {}…: flash the firmware built from it, or pass the \
+            "{} runs model {}…, but {} is {}…: put its model file on the device, or pass the \
              model the device runs with --model",
             device.name(),
-            device
-                .info
-                .model_sha256
-                .get(..16)
-                .unwrap_or(&device.info.model_sha256),
-            classifier.path().display(),
-            classifier.sha256.get(..16).unwrap_or(&classifier.sha256)
+            runs.get(..16).unwrap_or(runs),
+            model.display(),
+            sha256.get(..16).unwrap_or(sha256)
         );
     }
     Ok(())
@@ -248,7 +266,12 @@ impl Int8File {
         if !bytes.starts_with(&firmware::file::MAGIC) {
             return Ok(None);
         }
-        let bytes = compiler::ModelBytes::new(&bytes);
+        Self::from_bytes(path.to_path_buf(), &bytes).map(Some)
+    }
+
+    /// The model file `bytes`, checked, named `path` in messages.
+    pub fn from_bytes(path: std::path::PathBuf, bytes: &[u8]) -> anyhow::Result<Self> {
+        let bytes = compiler::ModelBytes::new(bytes);
         let (sha256, arena) = bytes
             .with(|f| {
                 let mut hex = [0u8; 64];
@@ -264,11 +287,11 @@ impl Int8File {
                 path.display()
             );
         }
-        Ok(Some(Int8File {
-            path: path.to_path_buf(),
+        Ok(Int8File {
+            path,
             bytes,
             sha256,
-        }))
+        })
     }
 
     /// `f` of its firmware model.

@@ -128,23 +128,35 @@ pub fn int8(
     runs: usize,
     tract_p50_us: f64,
 ) -> Result<Int8Latency, firmware::Error> {
+    let (p50_us, p99_us) = int8_latency(model, images, runs)?;
+    Ok(Int8Latency {
+        p50_us,
+        p99_us,
+        vs_tract: p50_us / tract_p50_us,
+    })
+}
+
+/// The p50 and p99 latency, µs, of `model` on the firmware's kernels, one image a run, over
+/// `runs` runs after a warm-up.
+pub fn int8_latency(
+    model: &firmware::Model,
+    images: &[u8],
+    runs: usize,
+) -> Result<(f64, f64), firmware::Error> {
+    let checked = model.check::<firmware::kernels::All>()?;
     let mut arena = vec![0i8; model.arena_bytes];
     let count = images.len() / PIXELS;
     let mut latencies = Vec::with_capacity(runs);
     for i in 0..WARMUP + runs {
         let image = &images[(i % count) * PIXELS..(i % count + 1) * PIXELS];
         let started = Instant::now();
-        std::hint::black_box(firmware::run(model, image, &mut arena)?);
+        std::hint::black_box(checked.run(image, &mut arena, |_, _| {})?);
         if i >= WARMUP {
             latencies.push(started.elapsed().as_secs_f64() * 1e6);
         }
     }
     let pct = percentiles(latencies);
-    Ok(Int8Latency {
-        p50_us: pct(0.5),
-        p99_us: pct(0.99),
-        vs_tract: pct(0.5) / tract_p50_us,
-    })
+    Ok((pct(0.5), pct(0.99)))
 }
 
 impl BenchReport {

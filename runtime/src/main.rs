@@ -76,6 +76,16 @@ impl ModelArgs {
         }))
     }
 
+    /// Whether --model names a model file (`EMB8` magic) rather than an ONNX.
+    fn is_file(&self) -> bool {
+        use std::io::Read;
+        let mut magic = [0u8; 4];
+        self.model.as_ref().is_some_and(|path| {
+            std::fs::File::open(path).is_ok_and(|mut f| f.read_exact(&mut magic).is_ok())
+                && magic == firmware::file::MAGIC
+        })
+    }
+
     /// The model file (`X.int8`) --model names, if it names one (by its magic, whatever its
     /// extension); the input flags do not apply to it (its convention is inside).
     fn model_file(&self) -> anyhow::Result<Option<answers::Int8File>> {
@@ -106,29 +116,30 @@ impl ModelArgs {
 #[derive(clap::Args)]
 struct DeviceArgs {
     /// Also run on a microcontroller running the inference service (`bench` times round trips
-    /// to it instead): `qemu` (Cortex-M4F), `qemu:m3` or `qemu:m4` start it in QEMU, and
-    /// `qemu:m0`, `qemu:m7` or `qemu:m33` too, built from Ember's clone (`qemu-pty[:BOARD]`
-    /// with its UART on a pseudo-terminal); a path such as /dev/ttyACM0 is a board's serial
-    /// port.
+    /// to it instead): `qemu` (Cortex-M4F), `qemu:m0`, `qemu:m3`, `qemu:m4`, `qemu:m7` or
+    /// `qemu:m33` start it in QEMU with the model file in its flash (`qemu-pty[:BOARD]` with its
+    /// UART on a pseudo-terminal); a path such as /dev/ttyACM0 is a board's serial port, whose
+    /// board runs the model file flashed on it.
     #[arg(long)]
     device: Option<String>,
     /// Baud rate of a serial --device.
     #[arg(long, default_value_t = 115_200)]
     baud: u32,
-    /// The inference service's ELF for --device qemu (default: the one inside runtime for its
-    /// model; for another --model, one built for it from Ember's sources, once).
+    /// The inference service's ELF for --device qemu (default: the one built into runtime;
+    /// QEMU loads the model file into the board's flash beside it).
     #[arg(long)]
     firmware: Option<PathBuf>,
 }
 
 impl DeviceArgs {
     /// The device the flags name, connected, waiting `timeout` seconds for each answer and
-    /// reconnecting up to `retries` times per request; `None` without --device.
-    /// `classifier` is the model the device must run (a service is built for it in QEMU when
-    /// need be, calibrating on `data`).
+    /// reconnecting up to `retries` times per request; `None` without --device. In QEMU it
+    /// runs `file`, else the model file of `classifier` (the committed one for the embedded
+    /// model, else `classifier` quantized, calibrating on `data`).
     fn open(
         &self,
-        classifier: &Classifier,
+        classifier: Option<&Classifier>,
+        file: Option<&answers::Int8File>,
         data: Option<&Path>,
         timeout: f64,
         retries: u32,
@@ -137,11 +148,13 @@ impl DeviceArgs {
             return Ok(None);
         };
         let timeout = seconds(timeout)?;
-        let service = match &self.firmware {
-            Some(elf) => runtime::device::Service::Elf(elf),
-            None => runtime::device::Service::For(classifier, data),
+        let quantized = match (file, classifier) {
+            (None, Some(c)) if spec.starts_with("qemu") => Some(answers::Int8::for_model(c, data)?),
+            _ => None,
         };
-        let mut device = runtime::device::open(spec, self.baud, service, timeout)?;
+        let file = file.or(quantized.as_ref().map(answers::Int8::file));
+        let firmware = self.firmware.as_deref();
+        let mut device = runtime::device::open(spec, self.baud, firmware, file, timeout)?;
         device.set_retries(retries);
         Ok(Some(device))
     }
@@ -354,22 +367,29 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             images,
         } => {
             if let Some(file) = model.model_file()? {
-                if device.device.is_some() || compare {
-                    anyhow::bail!("{}: --device and --compare take an ONNX --model; a model file runs on the host's int8 kernels", file.path.display());
+                if compare {
+                    anyhow::bail!("{}: --compare takes an ONNX --model, to set tract's float answer beside the int8 ones", file.path.display());
                 }
+                let device = device.open(None, Some(&file), None, timeout, retries)?;
                 let how = How {
-                    int8: true,
+                    int8: device.is_none(),
                     data,
                     compare,
-                    device: None,
+                    device,
                 };
-                let mut answering = |_: &mut How, images: &[&[u8; PIXELS]]| {
-                    Ok(vec![("host-int8", file.answers(images)?)])
+                let mut answering = |how: &mut How, images: &[&[u8; PIXELS]]| {
+                    let mut ways = Vec::new();
+                    if let Some(device) = how.device.as_mut() {
+                        answers::check_sha(device, &file.sha256, &file.path)?;
+                        ways.push(("device", answers::device(device, images)?));
+                    }
+                    ways.push(("host-int8", file.answers(images)?));
+                    Ok(ways)
                 };
                 return classify(&mut answering, json, how, save_input.as_deref(), &images);
             }
             let classifier = model.load()?;
-            let device = device.open(&classifier, data.as_deref(), timeout, retries)?;
+            let device = device.open(Some(&classifier), None, data.as_deref(), timeout, retries)?;
             let how = How {
                 int8,
                 data,
@@ -429,15 +449,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
             ..
         } => {
-            let classifier = model.load()?;
+            let file = match model.model_file()? {
+                Some(file) => file,
+                None => answers::Int8::for_model(&model.load()?, data.as_deref())?.into_file(),
+            };
             let mut device = device
-                .open(&classifier, data.as_deref(), 10.0, retries)?
+                .open(None, Some(&file), data.as_deref(), 10.0, retries)?
                 .context("bench: no --device to time")?;
-            answers::check_model(&device, &classifier)?;
+            answers::check_sha(&device, &file.sha256, &file.path)?;
             let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
             let _ = (batch, runs);
             if let Some(every) = faults {
-                return soak(&classifier, &mut device, &test, requests, every, json);
+                return soak(&file, &mut device, &test, requests, every, json);
             }
             let report = runtime::bench::device(&mut device, test.pixels(), requests)?;
             if json {
@@ -463,6 +486,32 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 print!("{}", runtime::bench::profile_text(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            model,
+            runs,
+            data,
+            json,
+            ..
+        } if model.is_file() => {
+            let file = model.model_file()?.context("not a model file")?;
+            let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
+            let latency = file.with_model(|m| {
+                runtime::bench::int8_latency(m, test.pixels(), runs.max(1000))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))
+            })??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&latency)?);
+            } else {
+                println!(
+                    "{}: host int8 (firmware kernels), single image, {} runs: p50 {:.1} µs, p99 {:.1} µs",
+                    file.path.display(),
+                    runs.max(1000),
+                    latency.0,
+                    latency.1
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -499,7 +548,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
         } => {
             let classifier = model.load()?;
-            let device = match device.open(&classifier, data.as_deref(), timeout, retries)? {
+            let device = match device.open(Some(&classifier), None, data.as_deref(), timeout, retries)? {
                 Some(device) => {
                     answers::check_model(&device, &classifier)?;
                     // Each try may take the timeout, and each reconnect up to 10 s of pings.
@@ -882,7 +931,7 @@ fn bench(
             report.int8 = Some(int8.with_model(|model| {
                 runtime::bench::int8(model, test.pixels(), runs.max(1000), report.p50_us)
                     .map_err(|e| anyhow::anyhow!("int8 model: {e:?}"))
-            })?)
+            })??)
         }
         Err(why) => eprintln!("host int8 not measured: {why:#}"),
     }
@@ -913,41 +962,32 @@ fn quantize_command(
     let q = quantize::quantize_mnist(classifier, calib, count, seed)?;
     let view = q.view();
     let fw = view.model();
-    let (weight_bytes, arena) = (q.weight_bytes(), fw.arena_bytes);
-    let fits: Vec<Fit> = Board::ALL
+    if output.extension().is_some_and(|e| e == "rs") {
+        anyhow::bail!(
+            "{}: the model is written as a model file now (X.int8), which the firmware reads from flash; `EMBER_MODEL=X.int8 cargo build -p ember-firmware` builds one into the image",
+            output.display()
+        );
+    }
+    let from = compiler::Provenance::from_hex(&classifier.sha256)
+        .context("the model's SHA-256 is not 64 hex digits")?;
+    let bytes = compiler::write(&q, &from);
+    let layers = fw.layers.len().max(fw.tensors.len());
+    let fits: Vec<Fit> = Board::CORES
         .iter()
-        .map(|b| b.fit(weight_bytes, arena))
+        .map(|b| b.fit(bytes.len(), fw.arena_bytes, layers))
         .collect();
     if let Some(board) = target {
-        let fit = board.fit(weight_bytes, arena);
+        let fit = board.fit(bytes.len(), fw.arena_bytes, layers);
         if !fit.fits() {
             anyhow::bail!(
-                "{}: does not fit {} ({}): flash needs {} bytes ({} of parameters + {} of code) of {}; RAM needs {} bytes (arena {} + {} of stack and statics) of {}",
-                classifier.path().display(), board.name, board.target,
-                thousands(fit.flash_needed as u64), thousands(weight_bytes as u64),
-                thousands(board.code_bytes as u64), thousands(board.flash as u64),
-                thousands(fit.ram_needed as u64), thousands(arena as u64),
-                thousands(board.reserved_ram as u64), thousands(board.ram as u64)
+                "{}: does not fit {} ({}): {}",
+                classifier.path().display(),
+                board.name,
+                board.target,
+                fit.describe()
             );
         }
     }
-    let given_model = (!embedded).then_some(model);
-    let command = quantize::codegen::command_line(given_model, calib, count, seed, output);
-    let provenance = quantize::codegen::Provenance {
-        onnx: &classifier.path().display().to_string(),
-        sha256: &classifier.sha256,
-        command: &command,
-    };
-    // A `.rs` output is the model as Rust source, for a firmware that compiles it in; anything
-    // else is the model file.
-    let bytes = match output.extension().is_some_and(|e| e == "rs") {
-        true => quantize::codegen::rust_source(&q, &provenance).into_bytes(),
-        false => {
-            let from = compiler::Provenance::from_hex(&classifier.sha256)
-                .context("the model's SHA-256 is not 64 hex digits")?;
-            compiler::write(&q, &from)
-        }
-    };
     runtime::write::whole(output, &bytes)
         .with_context(|| format!("{}: cannot write", output.display()))?;
     let test = mnist::load(calib, Split::Test)?;
@@ -1033,15 +1073,8 @@ fn quantize_command(
     let fits: Vec<String> = fits
         .iter()
         .map(|f| {
-            format!(
-                "{} {}: flash {} of {}, RAM {} of {}",
-                f.board,
-                if f.fits() { "fits" } else { "does NOT fit" },
-                thousands(f.flash_needed as u64),
-                thousands(f.flash as u64),
-                thousands(f.ram_needed as u64),
-                thousands(f.ram as u64)
-            )
+            let verdict = if f.fits() { "fits" } else { "does NOT fit" };
+            format!("{} {verdict}: {}", f.board, f.describe())
         })
         .collect();
     println!("{}", fits.join("; "));
@@ -1150,7 +1183,7 @@ fn annotate_command(model: &ModelArgs, output: &Path) -> anyhow::Result<ExitCode
 const SOAK_PICTURES: usize = 200;
 
 fn soak(
-    classifier: &Classifier,
+    file: &answers::Int8File,
     device: &mut Device,
     test: &mnist::Dataset,
     requests: usize,
@@ -1161,7 +1194,7 @@ fn soak(
     let images: Vec<&[u8; PIXELS]> = (0..test.len())
         .filter_map(|i| test.image(i).try_into().ok())
         .collect();
-    let host = answers::host_int8(classifier, None, &images)?;
+    let host = file.answers(&images)?;
     let expected: std::collections::HashMap<&[u8], [i8; 10]> = images
         .iter()
         .zip(&host)
@@ -1199,9 +1232,10 @@ fn inspect_file(file: &answers::Int8File, json: bool) -> anyhow::Result<ExitCode
                            "macs": l.macs(), "weight_bytes": l.weight_bytes(), "fused": m.fused(i)})
                 })
                 .collect();
+            let records = m.layers.len().max(m.tensors.len());
             let fits: Vec<Fit> = Board::CORES
                 .iter()
-                .map(|b| b.fit(file_bytes, h.arena_bytes))
+                .map(|b| b.fit(file_bytes, h.arena_bytes, records))
                 .collect();
             json!({"model": file.path, "format_version": h.version, "onnx_sha256": file.sha256,
                    "file_bytes": file_bytes, "input": [h.input.h, h.input.w, h.input.c],
@@ -1263,8 +1297,9 @@ fn inspect_file(file: &answers::Int8File, json: bool) -> anyhow::Result<ExitCode
         .into_iter()
         .flatten()
         .map(|f| {
-            let verdict = if num(&f["flash_needed"]) <= num(&f["flash"])
-                && num(&f["ram_needed"]) <= num(&f["ram"])
+            let verdict = if num(&f["file_bytes"]) <= num(&f["model_room"])
+                && num(&f["arena_needed"]) <= num(&f["arena"])
+                && num(&f["layers"]) <= num(&f["max_layers"])
             {
                 "fits"
             } else {

@@ -18,8 +18,8 @@ use onnx::{
 use prost::Message;
 use runtime::classifier::{argmax, Classifier};
 use runtime::convention::{self, Convention, Source, PRESETS};
-use runtime::device::{qemu, Device, Link, M3, M4F};
-use runtime::quantize::{self, codegen};
+use runtime::device::{qemu, Device, Image, Link, M3, M4F};
+use runtime::quantize;
 use tract_onnx::pb::{GraphProto, ModelProto};
 
 /// The template classifier as a model fed `pixel × scale + offset`, written as tf2onnx writes a
@@ -255,8 +255,9 @@ fn the_cli_warns_probes_and_annotates() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// The raw-pixel model quantized, generated, built into the inference service and run in QEMU
-/// on both boards: the chip takes the 784 raw bytes and answers as the host simulation does.
+/// The raw-pixel model quantized, written as a model file, loaded into the flash of the
+/// inference service built into runtime and run in QEMU on both boards: the chip takes the 784
+/// raw bytes and answers as the host simulation does.
 #[test]
 fn the_chip_runs_a_raw_pixel_model_bit_exact_with_the_host() {
     let dir = scratch("device");
@@ -264,23 +265,18 @@ fn the_chip_runs_a_raw_pixel_model_bit_exact_with_the_host() {
     let annotated = convention::annotate(&bytes, &preset("raw")).unwrap();
     let c = load(&annotated, None);
     let q = quantize::quantize_mnist(&c, &data_dir(), 500, 1).unwrap();
-    let source = codegen::rust_source(
-        &q,
-        &codegen::Provenance {
-            onnx: "raw.onnx",
-            sha256: &c.sha256,
-            command: "conventions test",
-        },
-    );
-    let model = dir.join("raw_int8.rs");
-    std::fs::write(&model, source).unwrap();
+    let from = compiler::Provenance::from_hex(&c.sha256).unwrap();
+    let model = dir.join("raw.int8");
+    std::fs::write(&model, compiler::write(&q, &from)).unwrap();
     let view = q.view();
     let host = view.model();
     let test = test_digits(40);
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/conventions");
     for board in [M3, M4F] {
-        let elf = qemu::build(board, "serve", "", &target, Some(&model), None).unwrap();
-        let link = Link::qemu(board, &elf).unwrap();
+        let image = Image {
+            elf: qemu::service_elf(board, None).unwrap(),
+            model: Some(model.clone()),
+        };
+        let link = Link::qemu(board, &image).unwrap();
         let mut device = Device::connect(link, Duration::from_secs(10)).unwrap();
         assert_eq!(device.info.model_sha256, c.sha256);
         let mut arena = vec![0i8; host.arena_bytes];
@@ -353,7 +349,7 @@ fn a_transpose_to_channels_last_before_the_flatten_quantizes() {
     );
 }
 
-/// A dense 784→1400→10 network: 1.1 M int8 parameters, more than either board's flash.
+/// A dense 784→1400→10 network: 1.1 M int8 parameters, more than any board's MODEL region.
 fn too_big_model() -> Vec<u8> {
     let hidden = 1400;
     let graph = GraphProto {
@@ -388,7 +384,7 @@ fn quantize_target_refuses_a_model_the_board_cannot_hold_before_writing() {
     let dir = scratch("budget");
     let model = dir.join("big.onnx");
     std::fs::write(&model, too_big_model()).unwrap();
-    let out = dir.join("big_int8.rs");
+    let out = dir.join("big.int8");
     let run = |target: &str| {
         runtime_cli(&[
             "quantize",
@@ -407,8 +403,8 @@ fn quantize_target_refuses_a_model_the_board_cannot_hold_before_writing() {
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("big.onnx: does not fit m4 (thumbv7em-none-eabihf): flash needs")
-            && stderr.contains("of 1,048,576; RAM needs"),
+        stderr.contains("big.onnx: does not fit m4 (thumbv7em-none-eabihf): model file ")
+            && stderr.contains(" of 262144 bytes, arena "),
         "{stderr}"
     );
     assert!(

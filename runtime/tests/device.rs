@@ -11,13 +11,9 @@ use std::time::Duration;
 
 use firmware::protocol::{crc32, encode, ErrorCode, Kind, MAX_FRAME};
 use mnist::{Split, PIXELS};
-use runtime::device::{qemu, Board, Device, DeviceError, Link, M0, M3, M33, M4F, M7};
+use runtime::answers::Int8File;
+use runtime::device::{qemu, Board, Device, DeviceError, Image, Link, M0, M3, M33, M4F, M7};
 use runtime::preprocess;
-
-#[allow(dead_code)]
-mod model {
-    include!("../../models/mnist_cnn_int8.rs");
-}
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -25,9 +21,17 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn service(board: Board) -> PathBuf {
-    // The service built into runtime, as an installed runtime runs it.
-    qemu::service_elf(board, None).unwrap()
+fn committed() -> PathBuf {
+    root().join("models/mnist_cnn.int8")
+}
+
+/// The service built into runtime, as an installed runtime runs it, with the committed model
+/// file in the board's flash.
+fn service(board: Board) -> Image {
+    Image {
+        elf: qemu::service_elf(board, None).unwrap(),
+        model: Some(committed()),
+    }
 }
 
 fn connect(board: Board) -> Device {
@@ -35,10 +39,8 @@ fn connect(board: Board) -> Device {
 }
 
 fn host_logits(image: &[u8]) -> [i8; 10] {
-    let mut arena = vec![0i8; model::ARENA_BYTES];
-    firmware::run(&model::MODEL, image, &mut arena)
-        .unwrap()
-        .logits
+    let file = Int8File::load(&committed()).unwrap().unwrap();
+    file.logits(std::iter::once(image)).unwrap()[0]
 }
 
 /// 100 MNIST test digits and 20 of them redrawn as photos of paper (through preprocessing).
@@ -56,14 +58,18 @@ fn pictures() -> Vec<[u8; PIXELS]> {
 
 fn device_matches_host(board: Board) {
     let mut device = connect(board);
-    assert_eq!(device.info.model_sha256, model::ONNX_SHA256);
+    let file = Int8File::load(&committed()).unwrap().unwrap();
+    assert_eq!(device.info.model_sha256, file.sha256);
     assert_eq!(device.info.target, board.target);
     assert_eq!(device.info.input, (28, 28, 1));
-    for (i, image) in pictures().iter().enumerate() {
+    let macs = file.with_model(|m| m.macs()).unwrap() as u32;
+    assert_eq!(device.info.macs, macs);
+    let images = pictures();
+    let host = file.logits(images.iter().map(|i| &i[..])).unwrap();
+    for (i, image) in images.iter().enumerate() {
         let answer = device.classify(image).unwrap();
-        let host = host_logits(image);
-        assert_eq!(answer.logits, host, "{} picture {i}", board.target);
-        assert!(answer.instructions > model::MACS as u32 / 2, "{answer:?}");
+        assert_eq!(answer.logits, host[i], "{} picture {i}", board.target);
+        assert!(answer.instructions > macs / 2, "{answer:?}");
     }
 }
 
@@ -77,16 +83,15 @@ fn cortex_m3_logits_equal_the_host_simulation() {
     device_matches_host(M3);
 }
 
-/// The service on the cores the runtime ships no ELF for (the nRF51's UART, the MPS2's CMSDK
-/// UART), built from the workspace as `--device qemu:m0|m7|m33` builds it: the host's logits.
+/// The service on the other cores (the nRF51's UART, the MPS2's CMSDK UART), as
+/// `--device qemu:m0|m7|m33` runs it: the ELF built into runtime, the model file in its flash,
+/// the host's logits.
 #[test]
 fn the_service_runs_on_the_m0_m7_and_m33() {
     let images = pictures();
     for board in [M0, M7, M33] {
-        // As `--device qemu:m0` finds it: built from the workspace, under target/ember-serve.
-        let elf = qemu::service_elf(board, None).unwrap();
         assert_eq!(Board::named(board.name).unwrap(), board);
-        let link = Link::qemu(board, &elf).unwrap();
+        let link = Link::qemu(board, &service(board)).unwrap();
         let mut device = Device::connect(link, TIMEOUT).unwrap();
         assert_eq!(device.info.target, board.target);
         for (i, image) in images.iter().enumerate().step_by(6) {
@@ -263,28 +268,13 @@ fn the_cli_classifies_on_the_device_and_compares() {
         stdout.contains("instructions") && stdout.contains("int8 logits identical"),
         "{stdout}"
     );
-    // A device running another model is refused: the same network with an unknown protobuf
-    // field appended (ignored by parsers) is another file, with another sha256. Given the
-    // built-in service's ELF, the device runs the committed model, not this one.
+    // Another model (the same network with an unknown protobuf field appended, which parsers
+    // ignore: another file, with another sha256) is quantized on the way and its model file
+    // loaded into the built-in service's flash.
     let mut onnx = std::fs::read(root().join("models/mnist_cnn.onnx")).unwrap();
     onnx.extend([0xA0, 0x06, 0x01]);
     let other_model = dir.join("other.onnx");
     std::fs::write(&other_model, onnx).unwrap();
-    let built_in = runtime::device::qemu::service_elf(runtime::device::M4F, None).unwrap();
-    let other = Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .current_dir(root())
-        .args(["classify", "--device", "qemu", "--firmware"])
-        .arg(&built_in)
-        .arg("--model")
-        .args([&other_model, &picture])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&other.stderr);
-    assert!(
-        !other.status.success() && stderr.contains("runs model"),
-        "{stderr}"
-    );
-    // Without --firmware, that model gets a service of its own, built for it.
     let own = Command::new(env!("CARGO_BIN_EXE_runtime"))
         .current_dir(root())
         .args(["classify", "--device", "qemu", "--compare", "--model"])
@@ -324,4 +314,23 @@ fn faults_are_reported_and_retries_carry_on_with_nothing_wrong() {
     device.kill();
     let e = device.classify(test.image(0)).unwrap_err().to_string();
     assert!(e.contains("device gone") && !e.contains('\n'), "{e}");
+}
+
+/// A service with nothing in its MODEL region answers every request with that, and the host
+/// says so in one line instead of timing out.
+#[test]
+fn a_device_without_a_model_file_says_so_in_one_line() {
+    let image = Image {
+        elf: qemu::service_elf(M4F, None).unwrap(),
+        model: None,
+    };
+    let err = Device::connect(Link::qemu(M4F, &image).unwrap(), TIMEOUT)
+        .err()
+        .unwrap();
+    let text = format!("{err:#}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.ends_with("the device refused Ping: it holds no valid model file in its MODEL flash region: no EMB8 magic (nothing loaded)"),
+        "{text}"
+    );
 }

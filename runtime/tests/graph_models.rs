@@ -173,3 +173,44 @@ fn a_zero_pad_before_a_conv_is_that_convs_padding() {
         "{why}"
     );
 }
+
+/// PyTorch exports `nn.AvgPool2d(2)` as an AveragePool with `count_include_pad=1` and no
+/// padding, where the attribute changes nothing: the committed CNN with its first max pool so
+/// written quantizes and agrees with tract. With padding, the divisor would differ, and it is
+/// refused naming the node.
+#[test]
+fn pytorch_average_pool_with_count_include_pad_and_no_padding_is_taken() {
+    use onnx::{int_attr, ints_attr};
+    let mut proto =
+        ModelProto::decode(&std::fs::read(root().join("models/mnist_cnn.onnx")).unwrap()[..])
+            .unwrap();
+    let g = proto.graph.as_mut().unwrap();
+    let pool = g.node.iter().position(|n| n.op_type == "MaxPool").unwrap();
+    let n = &mut g.node[pool];
+    n.op_type = "AveragePool".into();
+    n.attribute = vec![
+        ints_attr("kernel_shape", &[2, 2]),
+        ints_attr("strides", &[2, 2]),
+        ints_attr("pads", &[0, 0, 0, 0]),
+        int_attr("ceil_mode", 0),
+        int_attr("count_include_pad", 1),
+    ];
+    let c = Classifier::from_bytes(Path::new("avg.onnx"), &proto.encode_to_vec()).unwrap();
+    assert_eq!(quantize::refusal(&c), None);
+    let q = quantize::quantize_mnist(&c, &root().join("data/mnist"), 500, 1).unwrap();
+    assert!(q.names().contains(&"avgpool 2×2"), "{:?}", q.names());
+    let test = mnist::load(&root().join("data/mnist"), Split::Test)
+        .unwrap()
+        .take(1000);
+    let cost = quantize::cost(&c, &q, &test).unwrap();
+    assert!(cost.agreement >= 0.98, "{cost:?}");
+    let g = proto.graph.as_mut().unwrap();
+    // A pad before each row and column keeps the 13×13 output.
+    g.node[pool].attribute[2] = ints_attr("pads", &[1, 1, 0, 0]);
+    let c = Classifier::from_bytes(Path::new("padded.onnx"), &proto.encode_to_vec()).unwrap();
+    let why = quantize::refusal(&c).unwrap().to_string();
+    assert!(
+        why.contains("(AveragePool): count_include_pad=1 with padding"),
+        "{why}"
+    );
+}

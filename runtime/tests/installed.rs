@@ -132,3 +132,58 @@ fn the_device_runs_the_embedded_service_from_any_folder() {
     assert!(text.contains("int8 logits identical"), "{text}");
     uninstall(&exe);
 }
+
+/// `PATH` without any folder that holds `cargo`: an installed tool must not build anything.
+fn path_without_cargo() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|dir| !dir.join("cargo").exists())
+        .collect();
+    std::env::join_paths(kept).unwrap()
+}
+
+/// The device and the host's int8 logits of one `classify --json` answer.
+fn device_and_host(text: &str) -> (serde_json::Value, serde_json::Value) {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let v = v.as_array().map_or(v.clone(), |a| a[0].clone());
+    (v["device"]["logits"].clone(), v["host-int8"]["logits"].clone())
+}
+
+/// A model that is not built in reaches the device with no cargo and no clone: quantized on
+/// the way (an ONNX), or as it is (a model file), loaded into the flash of the service ELF
+/// built into runtime. The device answers what the host's int8 kernels answer.
+#[test]
+fn an_installed_runtime_puts_a_new_model_on_the_device_without_cargo() {
+    let (exe, work) = install("new-model");
+    std::fs::copy(workspace("docs/digit_7.png"), work.join("digit.png")).unwrap();
+    // The committed network with an unknown protobuf field appended: another file, another
+    // sha256, so nothing built in matches it.
+    let mut onnx = std::fs::read(workspace("models/mnist_cnn.onnx")).unwrap();
+    onnx.extend([0xA0, 0x06, 0x01]);
+    std::fs::write(work.join("other.onnx"), onnx).unwrap();
+    let data = workspace("data/mnist");
+    let run_no_cargo = |args: &[&str]| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(args)
+            .current_dir(&work)
+            .env("PATH", path_without_cargo())
+            .env("EMBER_DATA", &data);
+        stdout(&cmd.output().unwrap())
+    };
+    let text = run_no_cargo(&[
+        "classify", "--device", "qemu:m4", "--int8", "--model", "other.onnx", "--json",
+        "digit.png",
+    ]);
+    let (device, host) = device_and_host(&text);
+    assert!(device.is_array() && device == host, "{text}");
+    run_no_cargo(&["quantize", "--model", "other.onnx"]);
+    assert!(work.join("other.int8").is_file());
+    for board in ["qemu:m4", "qemu:m0"] {
+        let text = run_no_cargo(&[
+            "classify", "--device", board, "--model", "other.int8", "--json", "digit.png",
+        ]);
+        let (device, host) = device_and_host(&text);
+        assert!(device.is_array() && device == host, "{board}: {text}");
+    }
+    uninstall(&exe);
+}

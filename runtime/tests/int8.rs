@@ -1,5 +1,5 @@
-//! The int8 path: the committed generated model regenerates byte for byte, runs bit-exactly like
-//! the host simulation, and keeps the float model's accuracy; models from other exporters
+//! The int8 path: the committed model files regenerate byte for byte, run bit-exactly like the
+//! host simulation, and keep the float model's accuracy; models from other exporters
 //! (BatchNorm, Gemm with transB, a final Softmax, an NHWC input) quantize too.
 
 use std::path::{Path, PathBuf};
@@ -8,14 +8,17 @@ use mnist::{Dataset, Split};
 use onnx::{floats, initializer, int_attr, ints_attr, node};
 use prost::Message;
 use runtime::classifier::{argmax, Classifier};
-use runtime::quantize::{self, codegen};
+use runtime::quantize;
 use tract_onnx::pb::{self, ModelProto};
 
 mod onnx;
 
-#[allow(dead_code)]
-mod committed {
-    include!("../../models/mnist_cnn_int8.rs");
+/// `f` of the committed model file's model.
+fn with_committed<R>(f: impl FnOnce(&firmware::Model) -> R) -> R {
+    let bytes = std::fs::read(root().join("models/mnist_cnn.int8")).unwrap();
+    compiler::ModelBytes::new(&bytes)
+        .with(|file| f(&file.model))
+        .unwrap()
 }
 
 fn root() -> PathBuf {
@@ -41,37 +44,6 @@ fn default_quantization(c: &Classifier) -> quantize::QuantModel {
 }
 
 #[test]
-fn regenerating_the_committed_model_gives_identical_bytes() {
-    let c = committed_classifier();
-    let q = default_quantization(&c);
-    let (model, calib, out) = (
-        Path::new("models/mnist_cnn.onnx"),
-        Path::new("data/mnist"),
-        Path::new("models/mnist_cnn_int8.rs"),
-    );
-    let command = codegen::command_line(
-        Some(model),
-        calib,
-        quantize::DEFAULT_CALIB_COUNT,
-        quantize::DEFAULT_CALIB_SEED,
-        out,
-    );
-    let source = codegen::rust_source(
-        &q,
-        &codegen::Provenance {
-            onnx: "models/mnist_cnn.onnx",
-            sha256: &c.sha256,
-            command: &command,
-        },
-    );
-    let committed = std::fs::read_to_string(root().join(out)).unwrap();
-    assert!(
-        source == committed,
-        "models/mnist_cnn_int8.rs is stale: run `{command}`"
-    );
-}
-
-#[test]
 fn regenerating_the_committed_model_files_gives_identical_bytes() {
     for name in ["mnist_cnn", "mnist_ds"] {
         let c = Classifier::load(&root().join(format!("models/{name}.onnx"))).unwrap();
@@ -92,46 +64,24 @@ fn regenerating_the_committed_model_files_gives_identical_bytes() {
 }
 
 #[test]
-fn the_model_file_runs_like_the_generated_rust_model() {
-    let test = test_set().take(1000);
-    let bytes = std::fs::read(root().join("models/mnist_cnn.int8")).unwrap();
-    let held = compiler::ModelBytes::new(&bytes);
-    let from_file: Vec<[i8; 10]> = held
-        .with(|f| {
-            let mut arena = vec![0i8; f.header.arena_bytes];
-            (0..test.len())
-                .map(|i| {
-                    firmware::run(&f.model, test.image(i), &mut arena)
-                        .unwrap()
-                        .logits
-                })
-                .collect()
-        })
-        .unwrap();
-    let mut arena = vec![0i8; committed::ARENA_BYTES];
-    for (i, logits) in from_file.iter().enumerate() {
-        let rust = firmware::run(&committed::MODEL, test.image(i), &mut arena).unwrap();
-        assert_eq!(*logits, rust.logits, "digit {i}");
-    }
-}
-
-#[test]
 fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
     let c = committed_classifier();
     let q = default_quantization(&c);
     let test = test_set();
     let simulated = quantize::simulate(&q, &test).unwrap();
-    let model = &committed::MODEL;
-    assert_eq!(model.arena_needed(), committed::ARENA_BYTES);
-    const { assert!(committed::ARENA_BYTES <= 16 * 1024) };
-    assert!(q.weight_bytes() <= 64 * 1024);
-    let mut arena = vec![0i8; committed::ARENA_BYTES];
-    let mut correct = 0;
-    for (i, expected) in simulated.iter().enumerate() {
-        let out = firmware::run(model, test.image(i), &mut arena).unwrap();
-        assert_eq!(&out.logits, expected, "image {i}");
-        correct += usize::from(out.class == test.label(i));
-    }
+    let correct = with_committed(|model| {
+        assert_eq!(model.arena_needed(), model.arena_bytes);
+        assert!(model.arena_bytes <= 16 * 1024);
+        assert!(q.weight_bytes() <= 64 * 1024);
+        let mut arena = vec![0i8; model.arena_bytes];
+        let mut correct = 0;
+        for (i, expected) in simulated.iter().enumerate() {
+            let out = firmware::run(model, test.image(i), &mut arena).unwrap();
+            assert_eq!(&out.logits, expected, "image {i}");
+            correct += usize::from(out.class == test.label(i));
+        }
+        correct
+    });
     let cost = quantize::cost(&c, &q, &test).unwrap();
     assert_eq!(correct as f64 / test.len() as f64, cost.int8_accuracy);
     assert!(
@@ -145,7 +95,10 @@ fn committed_model_runs_bit_exactly_like_the_simulation_and_keeps_accuracy() {
 /// needs the convolutions' full outputs, and a fusion the firmware cannot run is refused.
 #[test]
 fn fused_steps_are_the_compilers_and_the_firmware_checks_them() {
-    let model = committed::MODEL;
+    with_committed(|model| fused_steps_hold(*model));
+}
+
+fn fused_steps_hold(model: firmware::Model) {
     let fused: Vec<usize> = (0..model.layers.len())
         .filter(|&i| model.fused(i))
         .collect();

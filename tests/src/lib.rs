@@ -15,7 +15,12 @@ pub fn root() -> PathBuf {
 pub mod mutate;
 pub mod photos;
 
-pub use runtime::device::{Board, M0, M3, M33, M4F, M7};
+pub use runtime::device::{Board, Image, M0, M3, M33, M4F, M7};
+
+/// The committed model file.
+pub fn committed_model() -> PathBuf {
+    root().join("models/mnist_cnn.int8")
+}
 
 /// Builds the demo firmware for `board` (with `features`) into `target_dir`; returns the ELF.
 /// A board that shares its target with another (the M7 the M4F's) builds in a folder of its
@@ -25,7 +30,50 @@ pub fn build(board: Board, features: &str, target_dir: &Path) -> anyhow::Result<
         true => target_dir.to_path_buf(),
         false => target_dir.join(board.machine),
     };
-    runtime::device::qemu::build(board, "firmware", features, &dir, None, None)
+    build_bin(board, "firmware", features, &dir, None)
+}
+
+/// Builds firmware binary `bin` for `board` with `features` into `target_dir` (quietly; a no-op
+/// when it is up to date) and returns the ELF's path. `digits` is how many test digits the
+/// demo embeds instead of its board's default (`EMBER_DIGITS`). No model is built in: QEMU
+/// loads one ([`Image`]).
+pub fn build_bin(
+    board: Board,
+    bin: &str,
+    features: &str,
+    target_dir: &Path,
+    digits: Option<usize>,
+) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(root())
+        .args(["build", "-q", "-p", "ember-firmware", "--release", "--bin", bin])
+        .args(["--target", board.target])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("EMBER_BOARD", board.board)
+        .env_remove("EMBER_MODEL")
+        .env_remove("EMBER_DIGITS");
+    if let Some(digits) = digits {
+        cmd.env("EMBER_DIGITS", digits.to_string());
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    let status = cmd.status().context("cannot start cargo to build the firmware")?;
+    anyhow::ensure!(
+        status.success(),
+        "building the firmware ({bin}) for {} failed",
+        board.target
+    );
+    Ok(target_dir.join(board.target).join("release").join(bin))
+}
+
+/// `elf` with `model` loaded into the board's MODEL region.
+pub fn image(elf: &Path, model: &Path) -> Image {
+    Image {
+        elf: elf.to_path_buf(),
+        model: Some(model.to_path_buf()),
+    }
 }
 
 /// What a QEMU run printed and how it ended.
@@ -38,8 +86,8 @@ pub struct Run {
     pub code: Option<i32>,
 }
 
-/// Runs `elf` in QEMU on `board`, killing it after `timeout`.
-pub fn run_qemu(board: Board, elf: &Path, timeout: Duration) -> anyhow::Result<Run> {
+/// Runs `image` in QEMU on `board`, killing it after `timeout`.
+pub fn run_qemu(board: Board, image: &Image, timeout: Duration) -> anyhow::Result<Run> {
     // Tests run in parallel, two of them on the same machine: each run gets its own folder.
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, Ordering::SeqCst);
@@ -50,7 +98,7 @@ pub fn run_qemu(board: Board, elf: &Path, timeout: Duration) -> anyhow::Result<R
     ));
     std::fs::create_dir_all(&dir)?;
     let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = runtime::device::qemu::command(board, elf, "none")?
+    let mut child = runtime::device::qemu::command(board, image, "none")?
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path)?)
         .stderr(std::fs::File::create(&err_path)?)
@@ -157,4 +205,16 @@ pub fn sizes(path: &Path) -> anyhow::Result<Sizes> {
         data: size(&[".data"]),
         bss: size(&[".bss", ".uninit"]),
     })
+}
+
+/// The address of symbol `name` in the ELF at `path`.
+pub fn symbol(path: &Path, name: &str) -> anyhow::Result<u64> {
+    use object::{Object, ObjectSymbol};
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let elf = object::File::parse(&*bytes)
+        .with_context(|| format!("{}: not an ELF file", path.display()))?;
+    let found = elf.symbols().find(|s| s.name() == Ok(name));
+    found
+        .map(|s| s.address())
+        .with_context(|| format!("{}: no symbol {name}", path.display()))
 }

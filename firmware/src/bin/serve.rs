@@ -1,10 +1,13 @@
 //! The Ember firmware as a serial inference service: it waits on the board's first serial port
-//! for framed requests (see `firmware::protocol` and PROTOCOL.md), classifies each 28×28 image
-//! it is sent with the generated int8 model, and answers with the class, the ten logits and the
-//! instructions the inference took. A bad frame gets an error reply and the service goes on.
+//! for framed requests (see `firmware::protocol` and PROTOCOL.md), classifies each image it is
+//! sent with the model file in the board's MODEL flash region (`firmware::stored`), and answers
+//! with the class, the ten logits and the instructions the inference took. A bad frame gets an
+//! error reply and the service goes on; without a valid model file, every request is answered
+//! with that error.
 //!
-//! `runtime classify --device qemu digit.png` starts it in QEMU with the serial port on a pipe;
-//! on a board, flash it and use `--device /dev/ttyACM0`. On the host this binary only explains
+//! `runtime classify --device qemu digit.png` starts it in QEMU with the serial port on a pipe
+//! and the model file loaded at its address; on a board, flash it and the model file and use
+//! `--device /dev/ttyACM0`. On the host this binary only explains
 //! that.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
@@ -17,12 +20,8 @@ mod service {
         encode, error_payload, Classification, Decoder, ErrorCode, Frame, Info, Kind, Refusal,
         MAX_FRAME, MAX_LAYER_COSTS,
     };
-    use firmware::{Checked, Error};
-
-    #[allow(dead_code)]
-    mod model {
-        include!(concat!(env!("OUT_DIR"), "/model.rs"));
-    }
+    use firmware::file::FileError;
+    use firmware::stored::{self, Loaded, Tables, ARENA_BYTES};
 
     /// A frame left unfinished this long (in instructions, or cycles on a board) is refused as
     /// truncated: 4 ms at 1 instruction per nanosecond (QEMU's `-icount shift=0`), 24 ms on a
@@ -30,17 +29,17 @@ mod service {
     /// QEMU, so each virtual millisecond takes several real ones.)
     const IDLE_INSTRUCTIONS: u64 = 4_000_000;
 
-    /// The service's state: the port, the clock, the model (checked once at start), the arena
-    /// and a reply buffer.
-    struct Service {
+    /// The service's state: the port, the clock, the model (opened and checked once at start),
+    /// the arena and a reply buffer.
+    struct Service<'a> {
         serial: Serial,
-        model: Result<Checked<'static, model::Used>, Error>,
+        model: Result<Loaded<'a>, FileError>,
         clock: Clock,
-        arena: &'static mut [i8; model::ARENA_BYTES],
+        arena: &'static mut [i8; ARENA_BYTES],
         reply: [u8; MAX_FRAME],
     }
 
-    impl Service {
+    impl Service<'_> {
         fn send(&mut self, kind: Kind, seq: u8, payload: &[u8]) {
             if let Some(n) = encode(kind, seq, payload, &mut self.reply) {
                 self.serial.write(&self.reply[..n]);
@@ -53,17 +52,24 @@ mod service {
 
         fn serve(&mut self, frame: Frame) {
             let (seq, len) = (frame.seq, frame.payload.len());
-            match frame.kind {
-                Kind::Ping if len == 0 => self.info(seq),
-                Kind::Classify if len == model::MODEL.input().len() => {
-                    self.classify(seq, &frame.payload)
-                }
-                Kind::Ping | Kind::Classify => self.refuse(Refusal {
+            let input_len = match &self.model {
+                Ok(m) => Ok(m.file.header.input.len()),
+                Err(e) => Err(e.code()),
+            };
+            match (frame.kind, input_len) {
+                (Kind::Ping | Kind::Classify, Err(e)) => self.refuse(Refusal {
+                    code: ErrorCode::NoModel,
+                    seq,
+                    detail: e,
+                }),
+                (Kind::Ping, _) if len == 0 => self.info(seq),
+                (Kind::Classify, Ok(n)) if len == n => self.classify(seq, &frame.payload),
+                (Kind::Ping | Kind::Classify, _) => self.refuse(Refusal {
                     code: ErrorCode::BadLength,
                     seq,
                     detail: len as u16,
                 }),
-                other => self.refuse(Refusal {
+                (other, _) => self.refuse(Refusal {
                     code: ErrorCode::UnknownKind,
                     seq,
                     detail: other as u16,
@@ -72,15 +78,21 @@ mod service {
         }
 
         fn info(&mut self, seq: u8) {
-            let input = model::MODEL.input();
+            let Ok(loaded) = &self.model else { return };
+            let header = &loaded.file.header;
+            let mut sha = [0u8; 64];
             let info = Info {
-                model_sha256: model::ONNX_SHA256,
-                input: (input.h as u8, input.w as u8, input.c as u8),
-                classes: 10,
-                arena_bytes: model::ARENA_BYTES as u32,
-                macs: model::MACS as u32,
-                output_scale: model::MODEL.output_scale,
-                output_zero_point: model::MODEL.output_zero_point,
+                model_sha256: header.sha256_hex(&mut sha),
+                input: (
+                    header.input.h as u8,
+                    header.input.w as u8,
+                    header.input.c as u8,
+                ),
+                classes: header.output.len().min(255) as u8,
+                arena_bytes: header.arena_bytes as u32,
+                macs: header.macs as u32,
+                output_scale: header.output_quant.0,
+                output_zero_point: header.output_quant.1,
                 firmware_version: env!("CARGO_PKG_VERSION"),
                 target: env!("EMBER_TARGET"),
             };
@@ -91,20 +103,17 @@ mod service {
         }
 
         fn classify(&mut self, seq: u8, image: &[u8]) {
+            let Ok(loaded) = &self.model else { return };
             let mut ticks = [0u64; MAX_LAYER_COSTS];
-            let (result, total) = match &self.model {
-                Ok(checked) => {
-                    self.clock
-                        .run_timed(checked, image, &mut self.arena[..], &mut ticks)
-                }
-                Err(e) => (Err(*e), 0),
-            };
+            let (result, total) =
+                self.clock
+                    .run_timed(&loaded.checked, image, &mut self.arena[..], &mut ticks);
+            let count = loaded.file.model.layers.len().min(MAX_LAYER_COSTS);
             match result {
                 Ok(out) => {
                     let clock = &self.clock;
                     let mut reply =
                         Classification::new(out.class, out.logits, instructions(clock, total));
-                    let count = model::MODEL.layers.len().min(MAX_LAYER_COSTS);
                     reply.layer_instructions = ticks.map(|t| instructions(clock, t));
                     reply.layer_count = count as u8;
                     let mut payload = [0u8; Classification::MAX_LEN];
@@ -134,13 +143,14 @@ mod service {
         };
         let (Some(serial), Some(arena)) = (
             Serial::take(),
-            cortex_m::singleton!(: [i8; model::ARENA_BYTES] = [0; model::ARENA_BYTES]),
+            cortex_m::singleton!(: [i8; ARENA_BYTES] = [0; ARENA_BYTES]),
         ) else {
             fail()
         };
+        let mut tables = Tables::new();
         let mut service = Service {
             serial,
-            model: model::MODEL.check(),
+            model: stored::load(&mut tables),
             clock: Clock::start(core.SYST),
             arena,
             reply: [0; MAX_FRAME],

@@ -79,6 +79,11 @@ impl DeviceError {
 impl std::fmt::Display for DeviceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.code {
+            Some(ErrorCode::NoModel) => write!(
+                f,
+                "it holds no valid model file in its MODEL flash region: {}",
+                firmware::file::FileError::describe(self.detail)
+            ),
             Some(code) => write!(f, "{code:?} (detail {})", self.detail),
             None => write!(f, "an unknown error code (detail {})", self.detail),
         }
@@ -144,6 +149,10 @@ impl Device {
                 Ok(None) => continue,
                 Err(e) => return Err(e),
             };
+            if frame.kind == Kind::Error {
+                let error = DeviceError::parse(&frame.payload);
+                bail!("{}: the device refused Ping: {error}", device.link.name);
+            }
             device.info = DeviceInfo::parse(&frame.payload)
                 .with_context(|| format!("{}: malformed Info reply", device.link.name))?;
             return Ok(device);

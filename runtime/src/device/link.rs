@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use super::qemu::Board;
+use super::qemu::{Board, Image};
 
 /// An open connection to a device.
 pub struct Link {
@@ -29,18 +29,18 @@ pub struct Link {
 /// Where a link came from, so that it can be opened again after a fault.
 #[derive(Debug, Clone)]
 enum Origin {
-    /// An ELF run in QEMU on a board.
-    Qemu(Board, PathBuf),
+    /// An image run in QEMU on a board.
+    Qemu(Board, Image),
     /// A serial port at a baud rate.
     Serial(PathBuf, u32),
-    /// An ELF run in QEMU with its UART on a pseudo-terminal, reached as a serial port.
-    QemuPty(Board, PathBuf),
+    /// An image run in QEMU with its UART on a pseudo-terminal, reached as a serial port.
+    QemuPty(Board, Image),
 }
 
 impl Link {
-    /// Starts `elf` in QEMU on `board` with the board's first serial port on stdin/stdout.
-    pub fn qemu(board: Board, elf: &Path) -> anyhow::Result<Self> {
-        let mut child = super::qemu::command(board, elf, "stdio")?
+    /// Starts `image` in QEMU on `board` with the board's first serial port on stdin/stdout.
+    pub fn qemu(board: Board, image: &Image) -> anyhow::Result<Self> {
+        let mut child = super::qemu::command(board, image, "stdio")?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -69,15 +69,15 @@ impl Link {
             pending: VecDeque::new(),
             child: Some(child),
             stderr: errors,
-            origin: Origin::Qemu(board, elf.to_path_buf()),
+            origin: Origin::Qemu(board, image.clone()),
         })
     }
 
-    /// Starts `elf` in QEMU on `board` with the UART on a pseudo-terminal, and opens that as a
-    /// serial port: the path a board's USB-serial adapter takes, with QEMU behind it. Killing
+    /// Starts `image` in QEMU on `board` with the UART on a pseudo-terminal, and opens that as
+    /// a serial port: the path a board's USB-serial adapter takes, with QEMU behind it. Killing
     /// this link pulls the pseudo-terminal.
-    pub fn qemu_pty(board: Board, elf: &Path) -> anyhow::Result<Self> {
-        let mut child = super::qemu::command(board, elf, "pty")?
+    pub fn qemu_pty(board: Board, image: &Image) -> anyhow::Result<Self> {
+        let mut child = super::qemu::command(board, image, "pty")?
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -104,7 +104,7 @@ impl Link {
         let mut link = Self::serial(&pty, 115_200)?;
         link.name = format!("{} (qemu:{} {})", pty.display(), board.name, board.machine);
         link.child = Some(child);
-        link.origin = Origin::QemuPty(board, elf.to_path_buf());
+        link.origin = Origin::QemuPty(board, image.clone());
         Ok(link)
     }
 
@@ -128,9 +128,9 @@ impl Link {
     /// A new link to the same device: QEMU started afresh, or the serial port opened again.
     pub fn reopen(&self) -> anyhow::Result<Self> {
         match &self.origin {
-            Origin::Qemu(board, elf) => Self::qemu(*board, elf),
+            Origin::Qemu(board, image) => Self::qemu(*board, image),
             Origin::Serial(path, baud) => Self::serial(path, *baud),
-            Origin::QemuPty(board, elf) => Self::qemu_pty(*board, elf),
+            Origin::QemuPty(board, image) => Self::qemu_pty(*board, image),
         }
     }
 

@@ -7,47 +7,39 @@ pub mod qemu;
 mod serial;
 
 use std::path::Path;
-
-use crate::classifier::Classifier;
 use std::time::Duration;
+
+use crate::answers::Int8File;
 
 pub use client::{fault_kind, Device, DeviceError, DeviceInfo};
 pub use link::Link;
-pub use qemu::{Board, M0, M3, M33, M4F, M7};
-
-/// What runs in QEMU: a given ELF, or the service for a model (built for it unless it is the one
-/// built into this runtime).
-#[derive(Clone, Copy)]
-pub enum Service<'a> {
-    /// The one built into this runtime, for the committed model.
-    BuiltIn,
-    /// This ELF.
-    Elf(&'a Path),
-    /// The service for this model, calibrating on this MNIST folder (or the default one) if it
-    /// must be built.
-    For(&'a Classifier, Option<&'a Path>),
-}
+pub use qemu::{Board, Image, M0, M3, M33, M4F, M7};
 
 /// Connects to the device named on the command line: `qemu` or `qemu:BOARD` starts the
-/// inference service in QEMU (`service` says which) on pipes, `qemu-pty[:BOARD]` on a
-/// pseudo-terminal opened as a serial port; anything else is a serial port opened at `baud`.
-pub fn open(spec: &str, baud: u32, service: Service, timeout: Duration) -> anyhow::Result<Device> {
+/// inference service in QEMU on pipes, `qemu-pty[:BOARD]` on a pseudo-terminal opened as a
+/// serial port; anything else is a serial port opened at `baud`, whose board runs what was
+/// flashed on it. In QEMU the service is `firmware` (default: the one built into runtime) and
+/// its loader puts `model` (default: the committed model file) in the board's MODEL region.
+pub fn open(
+    spec: &str,
+    baud: u32,
+    firmware: Option<&Path>,
+    model: Option<&Int8File>,
+    timeout: Duration,
+) -> anyhow::Result<Device> {
     let qemu = |rest: &str, pty: bool| -> anyhow::Result<Link> {
         let board = match rest {
             "" => M4F,
             _ => Board::named(rest)?,
         };
-        let elf = match service {
-            Service::BuiltIn => qemu::service_elf(board, None)?,
-            Service::Elf(path) => qemu::service_elf(board, Some(path))?,
-            Service::For(c, _) if crate::embedded::int8_model(&c.sha256).is_some() => {
-                qemu::service_elf(board, None)?
-            }
-            Service::For(c, data) => qemu::service_for(board, c, data)?,
+        let bytes = model.map_or(crate::embedded::INT8, |m| m.bytes.bytes());
+        let image = Image {
+            elf: qemu::service_elf(board, firmware)?,
+            model: Some(qemu::write_once(bytes, "model", "int8")?),
         };
         match pty {
-            true => Link::qemu_pty(board, &elf),
-            false => Link::qemu(board, &elf),
+            true => Link::qemu_pty(board, &image),
+            false => Link::qemu(board, &image),
         }
     };
     let link = if let Some(rest) = spec.strip_prefix("qemu-pty") {

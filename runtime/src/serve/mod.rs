@@ -68,7 +68,7 @@ fn about(models: &Models, device: Option<&DeviceQueue>) -> anyhow::Result<serde_
     };
     let int8 = match &models.int8 {
         Ok(Int8::Committed(_)) => {
-            json!({"source": "the committed int8 model, which the firmware embeds"})
+            json!({"source": "the committed model file, models/mnist_cnn.int8"})
         }
         Ok(Int8::Quantized(_)) => json!({"source": format!(
             "quantized at start-up ({} MNIST training images, seed {})",

@@ -146,14 +146,14 @@ fn main() -> anyhow::Result<()> {
     };
     let name = args.get(1).map_or("mnist_cnn", String::as_str);
     let function = args.get(2);
-    let model = root().join(format!("models/{name}_int8.rs"));
+    let model = root().join(format!("models/{name}.int8"));
     if !model.is_file() {
-        bail!("{}: no such committed model", model.display());
+        bail!("{}: no such committed model file", model.display());
     }
-    let dir = root().join("target/profile").join(name);
-    let elf = runtime::device::qemu::build(board, "firmware", "", &dir, Some(&model), Some(1))?;
-    let log = dir.join(format!("{}.trace", board.machine));
-    let status = runtime::device::qemu::command(board, &elf, "none")?
+    let dir = root().join("target/profile");
+    let elf = ember_tests::build_bin(board, "firmware", "", &dir, Some(1))?;
+    let log = dir.join(format!("{name}-{}.trace", board.machine));
+    let status = runtime::device::qemu::command(board, &ember_tests::image(&elf, &model), "none")?
         .args(["-d", "in_asm,exec,nochain", "-D"])
         .arg(&log)
         .stdin(Stdio::null())

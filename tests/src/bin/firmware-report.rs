@@ -3,27 +3,20 @@
 //! figures into the model's card (`models/NAME.json`) under `firmware`.
 //!
 //! Run: `cargo run --release -p ember-tests --bin firmware-report [-- NAME]`, where NAME is a
-//! committed model (default `mnist_cnn`; another one's `models/NAME_int8.rs` is built in).
+//! committed model (default `mnist_cnn`): QEMU loads its `models/NAME.int8` into the flash of
+//! the one demo firmware per core. The flash figures are the firmware's, without the model
+//! file and without the test digits.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use card::{Firmware, LayerCost, ModelCard};
-use ember_tests::{build, digits, figure, root, run_qemu, sizes, Board};
+use ember_tests::{build, digits, figure, image, root, run_qemu, sizes, Board};
+use runtime::answers::Int8File;
 
-fn report(board: Board, name: &str) -> anyhow::Result<Firmware> {
-    let elf = match name {
-        "mnist_cnn" => build(board, "", &root().join("target"))?,
-        _ => runtime::device::qemu::build(
-            board,
-            "firmware",
-            "",
-            &root().join("target/report").join(name).join(board.machine),
-            Some(&root().join(format!("models/{name}_int8.rs"))),
-            None,
-        )?,
-    };
-    let run = run_qemu(board, &elf, Duration::from_secs(300))?;
+fn report(board: Board, model: &std::path::Path) -> anyhow::Result<Firmware> {
+    let elf = build(board, "", &root().join("target"))?;
+    let run = run_qemu(board, &image(&elf, model), Duration::from_secs(300))?;
     if run.code != Some(0) {
         anyhow::bail!(
             "{}: firmware exited with {:?}: {}",
@@ -105,23 +98,18 @@ fn main() -> anyhow::Result<()> {
         "instr/infer",
         "÷MACs"
     );
+    let model = root().join(format!("models/{name}.int8"));
+    let file = Int8File::load(&model)?
+        .with_context(|| format!("{}: not a model file", model.display()))?;
+    let (arena, layers) = file.with_model(|m| (m.arena_bytes, m.layers.len().max(m.tensors.len())))?;
     for board in Board::CORES {
-        if let Some(int8) = &card.int8 {
-            let fit = board.fit(int8.weight_bytes as usize, int8.arena_bytes as usize);
-            if !fit.fits() {
-                println!(
-                    "{:<36} does not fit: RAM {} of {} bytes, flash {} of {}",
-                    board.card_key(),
-                    fit.ram_needed,
-                    fit.ram,
-                    fit.flash_needed,
-                    fit.flash
-                );
-                card.firmware.remove(&board.card_key());
-                continue;
-            }
+        let fit = board.fit(file.bytes.bytes().len(), arena, layers);
+        if !fit.fits() {
+            println!("{:<36} does not fit: {}", board.card_key(), fit.describe());
+            card.firmware.remove(&board.card_key());
+            continue;
         }
-        let r = report(board, &name)?;
+        let r = report(board, &model)?;
         println!(
             "{:<36} {:>7} {:>8} {:>5} {:>6} {:>14} {:>6} {:>6} {:>13} {:>8.2}",
             board.card_key(),

@@ -108,7 +108,8 @@ fn main() -> anyhow::Result<()> {
             let device = runtime::device::open(
                 spec,
                 115_200,
-                runtime::device::Service::BuiltIn,
+                None,
+                None,
                 Duration::from_secs(5),
             )?;
             Some(DeviceQueue::start(
