@@ -111,7 +111,7 @@ fn board(target: &str) -> Board {
     let (digits, arena, layers) = match name.as_str() {
         "lm3s6965" => (120, 32 * 1024, 64),
         // 16 KiB of RAM: the arena takes what the stack (13.5 KiB) and the statics leave.
-        "nrf51" => (120, 2400, 16),
+        "nrf51" => (120, 2400, 12),
         "stm32f405" => (800, 96 * 1024, 64),
         "nrf52840" => (800, 192 * 1024, 64),
         "an500" | "an505" => (1000, 192 * 1024, 64),

@@ -18,10 +18,20 @@ mod service {
     use firmware::board::{fail, Clock, Serial};
     use firmware::protocol::{
         encode, error_payload, Classification, Decoder, ErrorCode, Frame, Info, Kind, Refusal,
-        MAX_FRAME, MAX_LAYER_COSTS,
+        HEADER, MAX_LAYER_COSTS, TRAILER,
     };
     use firmware::file::FileError;
     use firmware::stored::{self, Loaded, Tables, ARENA_BYTES};
+
+    /// The longest reply payload: an Info (its two strings short) or a Result with every
+    /// layer's cost. Replies are small; a request-sized buffer would cost the Cortex-M0 a KiB
+    /// of its stack.
+    const MAX_REPLY: usize = if INFO_LEN > Classification::MAX_LEN {
+        INFO_LEN
+    } else {
+        Classification::MAX_LEN
+    };
+    const INFO_LEN: usize = 160;
 
     /// A frame left unfinished this long (in instructions, or cycles on a board) is refused as
     /// truncated: 4 ms at 1 instruction per nanosecond (QEMU's `-icount shift=0`), 24 ms on a
@@ -36,7 +46,7 @@ mod service {
         model: Result<Loaded<'a>, FileError>,
         clock: Clock,
         arena: &'static mut [i8; ARENA_BYTES],
-        reply: [u8; MAX_FRAME],
+        reply: [u8; HEADER + MAX_REPLY + TRAILER],
     }
 
     impl Service<'_> {
@@ -50,7 +60,7 @@ mod service {
             self.send(Kind::Error, r.seq, &error_payload(r.code, r.detail));
         }
 
-        fn serve(&mut self, frame: Frame) {
+        fn serve(&mut self, frame: &Frame) {
             let (seq, len) = (frame.seq, frame.payload.len());
             let input_len = match &self.model {
                 Ok(m) => Ok(m.file.header.input.len()),
@@ -96,7 +106,7 @@ mod service {
                 firmware_version: env!("CARGO_PKG_VERSION"),
                 target: env!("EMBER_TARGET"),
             };
-            let mut payload = [0u8; 160];
+            let mut payload = [0u8; INFO_LEN];
             if let Some(n) = info.write(&mut payload) {
                 self.send(Kind::Info, seq, &payload[..n]);
             }
@@ -153,7 +163,7 @@ mod service {
             model: stored::load(&mut tables),
             clock: Clock::start(core.SYST),
             arena,
-            reply: [0; MAX_FRAME],
+            reply: [0; HEADER + MAX_REPLY + TRAILER],
         };
         let idle = service.clock.ticks(IDLE_INSTRUCTIONS);
         let mut decoder = Decoder::new();
@@ -164,7 +174,7 @@ mod service {
                 Some(byte) => {
                     last_byte = now;
                     match decoder.feed(byte) {
-                        Some(Ok(frame)) => service.serve(frame),
+                        Some(Ok(frame)) => service.serve(&frame),
                         Some(Err(refusal)) => service.refuse(refusal),
                         None => {}
                     }

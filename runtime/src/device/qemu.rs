@@ -68,7 +68,7 @@ pub const M0: Board = Board {
     model_at: 0x0002_8000,
     model_room: 96 * 1024,
     arena: 2400,
-    max_layers: 16,
+    max_layers: 12,
 };
 /// Cortex-M33 with the DSP extension, Arm's MPS2+ image AN505.
 pub const M33: Board = Board {
