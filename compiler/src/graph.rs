@@ -675,7 +675,10 @@ impl<'g> Reader<'g> {
         // PyTorch's AvgPool2d writes count_include_pad=1 by default; with no padding (and no
         // window past the edge) no window reaches a pad, and the divisor is the same.
         let include_pad = attr_i(node, "count_include_pad").unwrap_or(0) != 0;
-        if node.op_type == "AveragePool" && include_pad && (pad != (0, 0) || pad_end != (0, 0) || ceil) {
+        if node.op_type == "AveragePool"
+            && include_pad
+            && (pad != (0, 0) || pad_end != (0, 0) || ceil)
+        {
             return Err(
                 "count_include_pad=1 with padding or ceil_mode is not supported (the firmware's average leaves padding out of the divisor)"
                     .into(),

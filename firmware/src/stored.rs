@@ -42,7 +42,8 @@ pub fn model_bytes() -> &'static [u8] {
 pub fn model_bytes() -> &'static [u8] {
     #[repr(C, align(8))]
     struct Aligned<T: ?Sized>(T);
-    static FILE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.int8")));
+    static FILE: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.int8")));
     &FILE.0
 }
 

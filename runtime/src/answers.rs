@@ -124,19 +124,6 @@ impl Int8 {
     }
 }
 
-/// Int8 answers through the firmware's kernels on the host, of the model [`Int8::for_model`]
-/// picks.
-pub fn host_int8(
-    classifier: &Classifier,
-    data: Option<&Path>,
-    images: &[&[u8; PIXELS]],
-) -> anyhow::Result<Vec<Answer>> {
-    if images.is_empty() {
-        return Ok(Vec::new());
-    }
-    Int8::for_model(classifier, data)?.answers(images)
-}
-
 /// Int8 answers of `model` through the firmware's kernels on the host.
 fn run_int8(model: &firmware::Model, images: &[&[u8; PIXELS]]) -> anyhow::Result<Vec<Answer>> {
     let int8 = |e: firmware::Error| anyhow::anyhow!("int8 model: {e:?}");

@@ -132,15 +132,19 @@ struct DeviceArgs {
 }
 
 impl DeviceArgs {
+    /// Whether --device starts QEMU, which needs the model file to load.
+    fn is_qemu(&self) -> bool {
+        self.device
+            .as_deref()
+            .is_some_and(|d| d.starts_with("qemu"))
+    }
+
     /// The device the flags name, connected, waiting `timeout` seconds for each answer and
     /// reconnecting up to `retries` times per request; `None` without --device. In QEMU it
-    /// runs `file`, else the model file of `classifier` (the committed one for the embedded
-    /// model, else `classifier` quantized, calibrating on `data`).
+    /// runs `file` (default: the committed model file).
     fn open(
         &self,
-        classifier: Option<&Classifier>,
         file: Option<&answers::Int8File>,
-        data: Option<&Path>,
         timeout: f64,
         retries: u32,
     ) -> anyhow::Result<Option<Device>> {
@@ -148,11 +152,6 @@ impl DeviceArgs {
             return Ok(None);
         };
         let timeout = seconds(timeout)?;
-        let quantized = match (file, classifier) {
-            (None, Some(c)) if spec.starts_with("qemu") => Some(answers::Int8::for_model(c, data)?),
-            _ => None,
-        };
-        let file = file.or(quantized.as_ref().map(answers::Int8::file));
         let firmware = self.firmware.as_deref();
         let mut device = runtime::device::open(spec, self.baud, firmware, file, timeout)?;
         device.set_retries(retries);
@@ -370,12 +369,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 if compare {
                     anyhow::bail!("{}: --compare takes an ONNX --model, to set tract's float answer beside the int8 ones", file.path.display());
                 }
-                let device = device.open(None, Some(&file), None, timeout, retries)?;
+                let device = device.open(Some(&file), timeout, retries)?;
                 let how = How {
                     int8: device.is_none(),
                     data,
                     compare,
                     device,
+                    host: None,
                 };
                 let mut answering = |how: &mut How, images: &[&[u8; PIXELS]]| {
                     let mut ways = Vec::new();
@@ -389,12 +389,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return classify(&mut answering, json, how, save_input.as_deref(), &images);
             }
             let classifier = model.load()?;
-            let device = device.open(Some(&classifier), None, data.as_deref(), timeout, retries)?;
+            // QEMU loads the model file: made once, and the host's int8 answer runs it too.
+            let host = match device.is_qemu() {
+                true => Some(answers::Int8::for_model(&classifier, data.as_deref())?.into_file()),
+                false => None,
+            };
+            let device = device.open(host.as_ref(), timeout, retries)?;
             let how = How {
                 int8,
                 data,
                 compare,
                 device,
+                host,
             };
             let mut answering =
                 |how: &mut How, images: &[&[u8; PIXELS]]| all_answers(&classifier, how, images);
@@ -454,7 +460,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 None => answers::Int8::for_model(&model.load()?, data.as_deref())?.into_file(),
             };
             let mut device = device
-                .open(None, Some(&file), data.as_deref(), 10.0, retries)?
+                .open(Some(&file), 10.0, retries)?
                 .context("bench: no --device to time")?;
             answers::check_sha(&device, &file.sha256, &file.path)?;
             let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
@@ -547,20 +553,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             retries,
             data,
         } => {
-            let classifier = model.load()?;
-            let device = match device.open(Some(&classifier), None, data.as_deref(), timeout, retries)? {
+            let models = serve::Models::new(model.load()?, data.as_deref())?;
+            if let Err(why) = &models.int8 {
+                eprintln!("warning: {why}; the page shows float answers only");
+            }
+            let file = models.int8.as_ref().ok().map(answers::Int8::file);
+            if device.is_qemu() && file.is_none() {
+                anyhow::bail!("--device qemu: no model file to load into the device");
+            }
+            let device = match device.open(file, timeout, retries)? {
                 Some(device) => {
-                    answers::check_model(&device, &classifier)?;
+                    answers::check_model(&device, &models.classifier)?;
                     // Each try may take the timeout, and each reconnect up to 10 s of pings.
                     let wait = (seconds(timeout)? + Duration::from_secs(10)) * (retries + 1);
                     Some(serve::DeviceQueue::start(device, serve::DEVICE_QUEUE, wait))
                 }
                 None => None,
             };
-            let models = serve::Models::new(classifier, data.as_deref())?;
-            if let Err(why) = &models.int8 {
-                eprintln!("warning: {why}; the page shows float answers only");
-            }
             let name = models.classifier.path().display().to_string();
             let on = device
                 .as_ref()
@@ -615,6 +624,8 @@ struct How {
     compare: bool,
     /// The answer printed is this device's.
     device: Option<Device>,
+    /// The host's int8 model file, once made.
+    host: Option<answers::Int8File>,
 }
 
 /// A `--timeout` in seconds as a duration.
@@ -638,10 +649,12 @@ fn all_answers(
         ways.push(("device", answers::device(device, images)?));
     }
     if how.int8 || how.compare {
-        ways.push((
-            "host-int8",
-            answers::host_int8(classifier, how.data.as_deref(), images)?,
-        ));
+        let host = match how.host.take() {
+            Some(host) => host,
+            None => answers::Int8::for_model(classifier, how.data.as_deref())?.into_file(),
+        };
+        ways.push(("host-int8", host.answers(images)?));
+        how.host = Some(host);
     }
     if !(how.int8 || how.device.is_some()) || how.compare {
         ways.push(("float", answers::float(classifier, images)?));

@@ -146,7 +146,10 @@ fn path_without_cargo() -> std::ffi::OsString {
 fn device_and_host(text: &str) -> (serde_json::Value, serde_json::Value) {
     let v: serde_json::Value = serde_json::from_str(text).unwrap();
     let v = v.as_array().map_or(v.clone(), |a| a[0].clone());
-    (v["device"]["logits"].clone(), v["host-int8"]["logits"].clone())
+    (
+        v["device"]["logits"].clone(),
+        v["host-int8"]["logits"].clone(),
+    )
 }
 
 /// A model that is not built in reaches the device with no cargo and no clone: quantized on
@@ -171,7 +174,13 @@ fn an_installed_runtime_puts_a_new_model_on_the_device_without_cargo() {
         stdout(&cmd.output().unwrap())
     };
     let text = run_no_cargo(&[
-        "classify", "--device", "qemu:m4", "--int8", "--model", "other.onnx", "--json",
+        "classify",
+        "--device",
+        "qemu:m4",
+        "--int8",
+        "--model",
+        "other.onnx",
+        "--json",
         "digit.png",
     ]);
     let (device, host) = device_and_host(&text);
@@ -180,7 +189,13 @@ fn an_installed_runtime_puts_a_new_model_on_the_device_without_cargo() {
     assert!(work.join("other.int8").is_file());
     for board in ["qemu:m4", "qemu:m0"] {
         let text = run_no_cargo(&[
-            "classify", "--device", board, "--model", "other.int8", "--json", "digit.png",
+            "classify",
+            "--device",
+            board,
+            "--model",
+            "other.int8",
+            "--json",
+            "digit.png",
         ]);
         let (device, host) = device_and_host(&text);
         assert!(device.is_array() && device == host, "{board}: {text}");

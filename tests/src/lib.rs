@@ -30,24 +30,34 @@ pub fn build(board: Board, features: &str, target_dir: &Path) -> anyhow::Result<
         true => target_dir.to_path_buf(),
         false => target_dir.join(board.machine),
     };
-    build_bin(board, "firmware", features, &dir, None)
+    build_bin(board, "firmware", features, &dir, None, None)
 }
 
 /// Builds firmware binary `bin` for `board` with `features` into `target_dir` (quietly; a no-op
 /// when it is up to date) and returns the ELF's path. `digits` is how many test digits the
-/// demo embeds instead of its board's default (`EMBER_DIGITS`). No model is built in: QEMU
-/// loads one ([`Image`]).
+/// demo embeds instead of its board's default (`EMBER_DIGITS`). No model is built in (QEMU
+/// loads one: [`Image`]) unless `embed` names a model file to build into the image
+/// (`EMBER_MODEL`).
 pub fn build_bin(
     board: Board,
     bin: &str,
     features: &str,
     target_dir: &Path,
     digits: Option<usize>,
+    embed: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(root())
-        .args(["build", "-q", "-p", "ember-firmware", "--release", "--bin", bin])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "ember-firmware",
+            "--release",
+            "--bin",
+            bin,
+        ])
         .args(["--target", board.target])
         .env("CARGO_TARGET_DIR", target_dir)
         .env("EMBER_BOARD", board.board)
@@ -56,10 +66,15 @@ pub fn build_bin(
     if let Some(digits) = digits {
         cmd.env("EMBER_DIGITS", digits.to_string());
     }
+    if let Some(model) = embed {
+        cmd.env("EMBER_MODEL", std::path::absolute(model)?);
+    }
     if !features.is_empty() {
         cmd.args(["--features", features]);
     }
-    let status = cmd.status().context("cannot start cargo to build the firmware")?;
+    let status = cmd
+        .status()
+        .context("cannot start cargo to build the firmware")?;
     anyhow::ensure!(
         status.success(),
         "building the firmware ({bin}) for {} failed",

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use ember_tests::{
-    build, committed_model, digits, figure, image, root, run_qemu, Board, Image, M0, M3, M33,
-    M4F, M7,
+    build, committed_model, digits, figure, image, root, run_qemu, Board, Image, M0, M3, M33, M4F,
+    M7,
 };
 use mnist::Split;
 use runtime::answers::Int8File;
@@ -50,7 +50,10 @@ fn device_matches_host(board: Board, expected_digits: usize) {
     );
     let macs = file.with_model(|m| m.macs()).unwrap() as u64;
     let instructions = figure(&run.stdout, "instructions per inference ").unwrap();
-    assert!(instructions > macs, "{instructions} instructions for {macs} MACs");
+    assert!(
+        instructions > macs,
+        "{instructions} instructions for {macs} MACs"
+    );
     let stack = figure(&run.stdout, "stack high-water ").unwrap() as usize;
     assert!(stack > 0);
     board_table_holds(board, &elf, &run.stdout, stack);
@@ -124,11 +127,8 @@ fn an_arena_too_small_is_reported_and_exits_non_zero() {
 fn every_fast_kernel_matches_its_reference_on_every_core() {
     for board in Board::CORES {
         let dir = root().join("target/kernels").join(board.machine);
-        let elf = ember_tests::build_bin(board, "kernels", "", &dir, Some(0)).unwrap();
-        let image = Image {
-            elf,
-            model: None,
-        };
+        let elf = ember_tests::build_bin(board, "kernels", "", &dir, Some(0), None).unwrap();
+        let image = Image { elf, model: None };
         let run = run_qemu(board, &image, TIMEOUT).unwrap();
         assert_eq!(
             run.code,
@@ -179,8 +179,30 @@ fn a_missing_or_corrupt_model_file_is_reported_in_one_line() {
     std::fs::remove_file(&corrupt).unwrap();
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.starts_with("error: no valid model file at 0x00028000: corrupt: CRC-32 is"),
+        run.stdout
+            .starts_with("error: no valid model file at 0x00028000: corrupt: CRC-32 is"),
         "{}",
         run.stdout
     );
+}
+
+/// A self-contained image (`EMBER_MODEL=X.int8`) carries the file and needs nothing in its
+/// MODEL region: the same logits as the host.
+#[test]
+fn a_self_contained_image_runs_its_built_in_model_file() {
+    let dir = root().join("target/self-contained");
+    let elf = ember_tests::build_bin(M3, "firmware", "", &dir, Some(20), Some(&committed_model()))
+        .unwrap();
+    let image = Image { elf, model: None };
+    let run = run_qemu(M3, &image, TIMEOUT).unwrap();
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let printed = digits(&run.stdout);
+    assert_eq!(printed.len(), 20, "{}", run.stdout);
+    let test = mnist::load(&root().join("data/mnist"), Split::Test).unwrap();
+    let host = host_model()
+        .logits(printed.iter().map(|d| test.image(d.index)))
+        .unwrap();
+    for (d, host) in printed.iter().zip(&host) {
+        assert_eq!(&d.logits, host, "digit {}", d.index);
+    }
 }

@@ -16,11 +16,11 @@
 mod service {
     use cortex_m_rt::entry;
     use firmware::board::{fail, Clock, Serial};
+    use firmware::file::FileError;
     use firmware::protocol::{
         encode, error_payload, Classification, Decoder, ErrorCode, Frame, Info, Kind, Refusal,
         HEADER, MAX_LAYER_COSTS, TRAILER,
     };
-    use firmware::file::FileError;
     use firmware::stored::{self, Loaded, Tables, ARENA_BYTES};
 
     /// The longest reply payload: an Info (its two strings short) or a Result with every

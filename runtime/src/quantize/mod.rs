@@ -2,7 +2,6 @@
 //! (`ember-compiler`), calibrated here: tract runs the float graph on MNIST training images and
 //! reports each activation's range (the compiler's [`compiler::Calibrate`]).
 
-
 pub use compiler::{graph, Node, QParams, QuantModel, QuantizeError};
 
 use mnist::{Dataset, PIXELS};

@@ -151,7 +151,7 @@ fn main() -> anyhow::Result<()> {
         bail!("{}: no such committed model file", model.display());
     }
     let dir = root().join("target/profile");
-    let elf = ember_tests::build_bin(board, "firmware", "", &dir, Some(1))?;
+    let elf = ember_tests::build_bin(board, "firmware", "", &dir, Some(1), None)?;
     let log = dir.join(format!("{name}-{}.trace", board.machine));
     let status = runtime::device::qemu::command(board, &ember_tests::image(&elf, &model), "none")?
         .args(["-d", "in_asm,exec,nochain", "-D"])

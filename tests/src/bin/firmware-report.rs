@@ -101,7 +101,8 @@ fn main() -> anyhow::Result<()> {
     let model = root().join(format!("models/{name}.int8"));
     let file = Int8File::load(&model)?
         .with_context(|| format!("{}: not a model file", model.display()))?;
-    let (arena, layers) = file.with_model(|m| (m.arena_bytes, m.layers.len().max(m.tensors.len())))?;
+    let (arena, layers) =
+        file.with_model(|m| (m.arena_bytes, m.layers.len().max(m.tensors.len())))?;
     for board in Board::CORES {
         let fit = board.fit(file.bytes.bytes().len(), arena, layers);
         if !fit.fits() {

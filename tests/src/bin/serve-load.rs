@@ -105,13 +105,7 @@ fn main() -> anyhow::Result<()> {
 
     let device = match &o.device {
         Some(spec) => {
-            let device = runtime::device::open(
-                spec,
-                115_200,
-                None,
-                None,
-                Duration::from_secs(5),
-            )?;
+            let device = runtime::device::open(spec, 115_200, None, None, Duration::from_secs(5))?;
             Some(DeviceQueue::start(
                 device,
                 serve::DEVICE_QUEUE,
