@@ -293,18 +293,38 @@ impl Int8File {
         self.with_model(|model| run_int8(model, images))?
     }
 
-    /// The int8 logits of each input.
+    /// The int8 logits of each input, on every core (the model is checked once; each thread
+    /// runs its share in an arena of its own).
     pub fn logits<'i>(
         &self,
         inputs: impl Iterator<Item = &'i [u8]>,
     ) -> anyhow::Result<Vec<[i8; 10]>> {
+        let inputs: Vec<&[u8]> = inputs.collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = inputs.len().div_ceil(threads).max(1);
         self.with_model(|model| {
             let checked = model.check::<firmware::kernels::All>()?;
-            let mut arena = vec![0i8; model.arena_bytes];
-            inputs
-                .map(|x| checked.run(x, &mut arena, |_, _| {}).map(|o| o.logits))
-                .collect::<Result<Vec<_>, _>>()
+            let run = |part: &[&[u8]]| {
+                let mut arena = vec![0i8; model.arena_bytes];
+                part.iter()
+                    .map(|x| checked.run(x, &mut arena, |_, _| {}).map(|o| o.logits))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            std::thread::scope(|s| {
+                let parts: Vec<_> = inputs
+                    .chunks(share)
+                    .map(|p| s.spawn(move || run(p)))
+                    .collect();
+                let mut all = Vec::with_capacity(inputs.len());
+                for part in parts {
+                    all.extend(
+                        part.join()
+                            .unwrap_or_else(|e| std::panic::resume_unwind(e))?,
+                    );
+                }
+                Ok(all)
+            })
         })?
-        .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
+        .map_err(|e: firmware::Error| anyhow::anyhow!("{}: {e}", self.path.display()))
     }
 }
