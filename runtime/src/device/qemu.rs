@@ -125,7 +125,7 @@ impl Fit {
     /// What it needs of what the board has.
     pub fn describe(&self) -> String {
         format!(
-            "model file {} of {} bytes, arena {} of {}, {} of {} layers",
+            "model file {} of {} bytes, arena {} of {}, layers or tensors {} of {}",
             self.file_bytes,
             self.model_room,
             self.arena_needed,
