@@ -34,12 +34,10 @@ pub fn is_embedded(classifier: &Classifier) -> bool {
 /// The committed model file, for the ONNX with this SHA-256: `None` unless it was quantized
 /// from exactly that file.
 pub fn int8_file(onnx_sha256: &str) -> Option<anyhow::Result<crate::answers::Int8File>> {
-    use firmware::file::at::SHA256;
-    let sha: String = INT8[SHA256..SHA256 + 32]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    (sha == onnx_sha256).then(|| crate::answers::Int8File::from_bytes(INT8_NAME.into(), INT8))
+    match crate::answers::Int8File::from_bytes(INT8_NAME.into(), INT8) {
+        Ok(file) => (file.sha256 == onnx_sha256).then_some(Ok(file)),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// The inference service's ELF for the board named `name` (`m0`, `m3`, `m4`, `m7`, `m33`), if

@@ -76,16 +76,6 @@ impl ModelArgs {
         }))
     }
 
-    /// Whether --model names a model file (`EMB8` magic) rather than an ONNX.
-    fn is_file(&self) -> bool {
-        use std::io::Read;
-        let mut magic = [0u8; 4];
-        self.model.as_ref().is_some_and(|path| {
-            std::fs::File::open(path).is_ok_and(|mut f| f.read_exact(&mut magic).is_ok())
-                && magic == firmware::file::MAGIC
-        })
-    }
-
     /// The model file (`X.int8`) --model names, if it names one (by its magic, whatever its
     /// extension); the input flags do not apply to it (its convention is inside).
     fn model_file(&self) -> anyhow::Result<Option<answers::Int8File>> {
@@ -497,44 +487,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench {
             model,
-            runs,
-            data,
-            json,
-            ..
-        } if model.is_file() => {
-            let file = model.model_file()?.context("not a model file")?;
-            let test = mnist::load(&mnist::data_dir(data.as_deref())?, Split::Test)?;
-            let latency = file.with_model(|m| {
-                runtime::bench::int8_latency(m, test.pixels(), runs.max(1000))
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))
-            })??;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&latency)?);
-            } else {
-                println!(
-                    "{}: host int8 (firmware kernels), single image, {} runs: p50 {:.1} µs, p99 {:.1} µs",
-                    file.path.display(),
-                    runs.max(1000),
-                    latency.0,
-                    latency.1
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            model,
             batch,
             runs,
             data,
             json,
             ..
-        } => bench(
-            &model.load()?,
-            &batch,
-            runs,
-            &mnist::data_dir(data.as_deref())?,
-            json,
-        ),
+        } => match model.model_file()? {
+            Some(file) => bench_file(&file, runs, &mnist::data_dir(data.as_deref())?, json),
+            None => bench(
+                &model.load()?,
+                &batch,
+                runs,
+                &mnist::data_dir(data.as_deref())?,
+                json,
+            ),
+        },
         Command::Inspect {
             model,
             probe_input,
@@ -923,6 +890,30 @@ fn eval_report(
             "wrote {} and {}",
             out.join("confusion.png").display(),
             out.join("mistakes.png").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench` of a model file: the host's int8 latency on the firmware's kernels (no tract).
+fn bench_file(
+    file: &answers::Int8File,
+    runs: usize,
+    data: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let test = mnist::load(data, Split::Test)?;
+    let runs = runs.max(1000);
+    let (p50, p99) = file.with_model(|m| {
+        runtime::bench::int8_latency(m, test.pixels(), runs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))
+    })??;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&(p50, p99))?);
+    } else {
+        println!(
+            "{}: host int8 (firmware kernels), single image, {runs} runs: p50 {p50:.1} µs, p99 {p99:.1} µs",
+            file.path.display(),
         );
     }
     Ok(ExitCode::SUCCESS)
