@@ -1,7 +1,7 @@
 //! The int8 model as the compiler holds it: layers that own their arrays, tensors with their
 //! planned offsets, and the firmware's borrowed view of both.
 
-use firmware::{Conv, Edge, FullyConnected, Layer, Model};
+use firmware::{Conv, ConvWeights, Edge, FullyConnected, Layer, Model};
 
 use crate::graph::Act;
 
@@ -47,8 +47,11 @@ impl QParams {
 /// A layer's arrays, owned (the firmware's layer types borrow them).
 #[derive(Debug, Clone, Default)]
 pub struct Params {
-    /// int8 weights, in the firmware's order.
+    /// int8 weights, in the firmware's plain order.
     pub weights: Vec<i8>,
+    /// A convolution's weights in the im2col kernel's form ([`ConvWeights::Packed`]), where
+    /// that kernel runs it; else empty.
+    pub packed: Vec<u32>,
     /// int32 bias per output channel.
     pub bias: Vec<i32>,
     /// Q31 multipliers per output channel.
@@ -80,7 +83,10 @@ impl QLayer {
         let p = &self.params;
         match self.layer {
             Layer::Conv(c) => Layer::Conv(Conv {
-                weights: &p.weights,
+                weights: match p.packed.is_empty() {
+                    true => ConvWeights::Plain(&p.weights),
+                    false => ConvWeights::Packed(&p.packed),
+                },
                 bias: &p.bias,
                 multiplier: &p.multiplier,
                 shift: &p.shift,

@@ -2,7 +2,7 @@
 //! the ranges the calibration measured.
 
 use firmware::requant::quantize_multiplier;
-use firmware::{Conv, FullyConnected, Layer, Pool, PoolKind, Shape};
+use firmware::{Conv, ConvWeights, FullyConnected, Layer, Pool, PoolKind, Shape};
 
 use crate::graph::{self, Act, FloatOp};
 use crate::ir::{Params, QLayer, QParams, QuantModel};
@@ -196,7 +196,7 @@ fn lower(
                 bias: b,
                 multiplier: m,
                 shift: s,
-                parts: Vec::new(),
+                ..Params::default()
             };
             let shape = Shape {
                 h: 1,
@@ -356,7 +356,7 @@ fn lower_conv(
         padding: u8s(*pad)?,
         dilation: u8s(*dilation)?,
         groups: *groups as u16,
-        weights: &[],
+        weights: ConvWeights::Plain(&[]),
         bias: &[],
         multiplier: &[],
         shift: &[],
@@ -374,12 +374,19 @@ fn lower_conv(
         (1, 1) => name,
         (h, w) => format!("{name} s{h}×{w}"),
     };
+    // The im2col kernel's layout, made once here so that no core repacks it.
+    let mut packed = Vec::new();
+    if conv.im2col_fits() {
+        packed.resize(conv.packed_words(), 0);
+        conv.pack(&w, &mut packed);
+    }
     let params = Params {
         weights: w,
+        packed,
         bias: b,
         multiplier: m,
         shift: s,
-        parts: Vec::new(),
+        ..Params::default()
     };
     Ok((conv, params, name))
 }

@@ -2,7 +2,7 @@
 //! reads. The same model and provenance always give the same bytes.
 
 use firmware::file::{self, at, field, kind, ALIGN, HEADER_LEN, LAYER_LEN, PART_LEN, TENSOR_LEN};
-use firmware::{Layer, PoolKind, Rescale, Shape};
+use firmware::{ConvWeights, Layer, PoolKind, Rescale, Shape};
 
 use crate::QuantModel;
 
@@ -137,7 +137,7 @@ impl Data {
 }
 
 /// A layer's weights, biases, multipliers and shifts.
-type Arrays<'a> = (&'a [i8], &'a [i32], &'a [i32], &'a [i8]);
+type Arrays<'a> = (&'a [u8], &'a [i32], &'a [i32], &'a [i8]);
 
 /// Little-endian writes at fixed offsets.
 struct Fields<'a>(&'a mut [u8]);
@@ -174,7 +174,7 @@ impl Fields<'_> {
     /// Weights, biases, multipliers and shifts into `data`, their offsets at `at`.
     fn arrays(&mut self, at: usize, data: &mut Data, (w, b, m, s): Arrays) {
         use field::arrays::*;
-        self.u32(at + WEIGHTS, data.i8s(w));
+        self.u32(at + WEIGHTS, data.put(w));
         self.u32(at + WEIGHTS_LEN, w.len() as u32);
         self.u32(at + BIAS, data.i32s(b));
         self.u32(at + MULTIPLIER, data.i32s(m));
@@ -204,8 +204,18 @@ fn record(layer: &Layer, edge: &firmware::Edge, data: &mut Data) -> [u8; LAYER_L
             f.i8(conv::OUTPUT_ZERO_POINT, c.output_zero_point);
             f.i8(conv::ACT_MIN, c.act_min);
             f.i8(conv::ACT_MAX, c.act_max);
-            let arrays = (c.weights, c.bias, c.multiplier, c.shift);
-            f.arrays(conv::ARRAYS, data, arrays);
+            let weights: Vec<u8> = match c.weights {
+                ConvWeights::Plain(w) => w.iter().map(|&x| x as u8).collect(),
+                ConvWeights::Packed(w) => {
+                    f.put(field::FLAGS, &[u8::from(edge.fused) | 2]);
+                    w.iter().flat_map(|x| x.to_le_bytes()).collect()
+                }
+            };
+            f.arrays(
+                conv::ARRAYS,
+                data,
+                (&weights, c.bias, c.multiplier, c.shift),
+            );
         }
         Layer::FullyConnected(l) => {
             f.put(field::KIND, &[kind::FULLY_CONNECTED]);
@@ -215,8 +225,8 @@ fn record(layer: &Layer, edge: &firmware::Edge, data: &mut Data) -> [u8; LAYER_L
             f.i8(fc::OUTPUT_ZERO_POINT, l.output_zero_point);
             f.i8(fc::ACT_MIN, l.act_min);
             f.i8(fc::ACT_MAX, l.act_max);
-            let arrays = (l.weights, l.bias, l.multiplier, l.shift);
-            f.arrays(fc::ARRAYS, data, arrays);
+            let weights: Vec<u8> = l.weights.iter().map(|&x| x as u8).collect();
+            f.arrays(fc::ARRAYS, data, (&weights, l.bias, l.multiplier, l.shift));
         }
         Layer::Pool(p) => {
             f.put(field::KIND, &[kind::POOL]);

@@ -10,14 +10,14 @@
 //! after the CRC field.
 
 use crate::model::{
-    Add, Concat, ConcatPart, Conv, Edge, FullyConnected, Layer, Model, Pool, PoolKind, Rescale,
-    Shape, Tensor,
+    Add, Concat, ConcatPart, Conv, ConvWeights, Edge, FullyConnected, Layer, Model, Pool, PoolKind,
+    Rescale, Shape, Tensor,
 };
 
 /// The first four bytes of a model file.
 pub const MAGIC: [u8; 4] = *b"EMB8";
 /// The format version this reader reads and the compiler writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 128;
 /// Bytes of one tensor record: its shape (3 × `u16`), 0 (`u16`), then its arena offset.
@@ -109,7 +109,8 @@ pub mod kind {
 pub mod field {
     /// `u8`, the layer's [`super::kind`].
     pub const KIND: usize = 0;
-    /// `u8`, bit 0: fused into the step of the layer before.
+    /// `u8`, bit 0: fused into the step of the layer before; bit 1, on a convolution: its
+    /// weights are in the packed form ([`crate::ConvWeights::Packed`], `u32` words).
     pub const FLAGS: usize = 1;
     /// `u16`, how many tensors the layer reads.
     pub const INPUTS: usize = 2;
@@ -118,9 +119,9 @@ pub mod field {
 
     /// Per-channel arrays, from the record offset a layer gives them (`ARRAYS`).
     pub mod arrays {
-        /// `u32`, offset of the int8 weights.
+        /// `u32`, offset of the weights (int8, or packed words).
         pub const WEIGHTS: usize = 0;
-        /// `u32`, their length.
+        /// `u32`, their length in bytes.
         pub const WEIGHTS_LEN: usize = 4;
         /// `u32`, offset of the `i32` biases, one per output channel.
         pub const BIAS: usize = 8;
@@ -787,14 +788,15 @@ fn read_part(file: &Bytes, at: usize) -> Option<ConcatPart> {
 
 /// Per-channel arrays of a conv or fully connected layer: weights, bias, multiplier, shift.
 struct Arrays<'a> {
-    weights: &'a [i8],
+    /// The weights' bytes, cast by [`weights`].
+    weights: &'a [u8],
     bias: &'a [i32],
     multiplier: &'a [i32],
     shift: &'a [i8],
 }
 
-/// Reads the arrays whose offsets sit at `at` in record `r` (weights offset and length, then
-/// the offsets of bias, multiplier and shift, `channels` each).
+/// Reads the arrays whose offsets sit at `at` in record `r` (weights offset and length in
+/// bytes, then the offsets of bias, multiplier and shift, `channels` each).
 fn arrays<'a>(
     file: &Bytes<'a>,
     r: Bytes,
@@ -816,6 +818,20 @@ fn arrays<'a>(
     })
 }
 
+/// Layer `index`'s weight bytes as `W`: a whole number of them, on `W`'s alignment.
+fn weights<W: bytemuck::AnyBitPattern>(bytes: &[u8], index: usize) -> Result<&[W], FileError> {
+    bytemuck::try_cast_slice(bytes).map_err(|e| match e {
+        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => FileError::Misaligned {
+            what: "weights",
+            index,
+        },
+        _ => FileError::OutOfBounds {
+            what: "weights",
+            index,
+        },
+    })
+}
+
 /// Decodes layer `index` from its record `r`; a Concat takes its parts from `parts`, after
 /// the `used` ones earlier Concats took.
 fn read_layer<'a>(
@@ -834,10 +850,11 @@ fn read_layer<'a>(
         "inputs",
         index,
     )?;
+    let flags = r.u8(field::FLAGS).ok_or_else(bad)?;
     let edge = Edge {
         inputs,
         output: index as u16 + 1,
-        fused: r.u8(field::FLAGS).ok_or_else(bad)? & 1 == 1,
+        fused: flags & 1 == 1,
     };
     use field::{add, concat, conv, fully_connected as fc, pool};
     let layer = match kind {
@@ -852,7 +869,10 @@ fn read_layer<'a>(
                 padding: r.pair(conv::PADDING).ok_or_else(bad)?,
                 dilation: r.pair(conv::DILATION).ok_or_else(bad)?,
                 groups: r.u16(conv::GROUPS).ok_or_else(bad)?,
-                weights: a.weights,
+                weights: match flags & 2 {
+                    0 => ConvWeights::Plain(weights(a.weights, index)?),
+                    _ => ConvWeights::Packed(weights(a.weights, index)?),
+                },
                 bias: a.bias,
                 multiplier: a.multiplier,
                 shift: a.shift,
@@ -868,7 +888,7 @@ fn read_layer<'a>(
             Layer::FullyConnected(FullyConnected {
                 inputs: r.u16(fc::INPUTS).ok_or_else(bad)?,
                 outputs,
-                weights: a.weights,
+                weights: weights(a.weights, index)?,
                 bias: a.bias,
                 multiplier: a.multiplier,
                 shift: a.shift,

@@ -1,6 +1,7 @@
 //! The layer types: one definition of each layer's geometry, quantization and parameters,
 //! which the quantizer fills, codegen writes, the kernels run and the reports read.
 
+use crate::kernels::MAX_TAPS;
 use crate::requant::ChannelRequant;
 
 /// Height, width and channels of an HWC activation.
@@ -45,8 +46,8 @@ pub struct Conv<'a> {
     pub dilation: (u8, u8),
     /// Channel groups (1: a plain convolution).
     pub groups: u16,
-    /// `[out_c][kh][kw][in_c / groups]`.
-    pub weights: &'a [i8],
+    /// The filters, in the form of the kernel that runs them.
+    pub weights: ConvWeights<'a>,
     /// Per output channel, at scale `s_in · s_w[c]`.
     pub bias: &'a [i32],
     /// Q31 multipliers per output channel.
@@ -61,6 +62,31 @@ pub struct Conv<'a> {
     pub act_min: i8,
     /// Upper clamp.
     pub act_max: i8,
+}
+
+/// A convolution's filters, laid out once (by the compiler) as the kernel that runs them reads
+/// them: nothing is repacked on the chip.
+#[derive(Debug, Clone, Copy)]
+pub enum ConvWeights<'a> {
+    /// `[out_c][kh][kw][in_c / groups]`, one byte a weight: for the depthwise and reference
+    /// kernels.
+    Plain(&'a [i8]),
+    /// The im2col kernel's form (see [`Conv::pack`]): per filter, its taps with each kernel
+    /// row widened to [`Conv::im2col_row`] and the filter zero-padded to whole groups of four,
+    /// each group `[w0, w1, w2, w3]` stored as two words that hold the 16-bit pairs
+    /// `(w0, w2)` and `(w1, w3)`, low halfword first, as SXTB16 splits a word. SMLAD, the
+    /// Cortex-M3's halfword loads and SSE2's PMADDWD all read it as it is.
+    Packed(&'a [u32]),
+}
+
+impl ConvWeights<'_> {
+    /// Bytes in flash.
+    pub fn bytes(&self) -> usize {
+        match self {
+            ConvWeights::Plain(w) => w.len(),
+            ConvWeights::Packed(w) => 4 * w.len(),
+        }
+    }
 }
 
 /// Fully connected layer over the flattened HWC input.
@@ -110,6 +136,80 @@ impl Conv<'_> {
     /// Whether each output channel reads one input channel (`groups` = input channels).
     pub fn is_depthwise(&self) -> bool {
         self.groups > 1 && self.groups == self.input.c
+    }
+
+    /// Taps per filter in the plain form: `kh · kw · in_c / groups`.
+    pub fn taps(&self) -> usize {
+        self.kernel.0 as usize * self.kernel.1 as usize * self.group_channels()
+    }
+
+    /// Whether the im2col kernel can run this layer: one group, no dilation, and a filter of
+    /// at most `MAX_TAPS` taps (its im2col block lives on the stack). The compiler packs
+    /// exactly these ([`ConvWeights::Packed`]).
+    pub fn im2col_fits(&self) -> bool {
+        self.groups == 1 && self.dilation == (1, 1) && self.taps() <= MAX_TAPS
+    }
+
+    /// Taps per kernel row in the packed form: `kw · in_c`, rounded up to a multiple of four
+    /// when it is not one (a first layer on a grey or RGB image) and the widened filter still
+    /// fits `MAX_TAPS`. Then every row of a receptive field is whole words of the input, read
+    /// in place; the extra taps' weights are zero.
+    pub fn im2col_row(&self) -> usize {
+        let seg = self.kernel.1 as usize * self.input.c as usize;
+        let wide = seg.div_ceil(4) * 4;
+        if self.kernel.0 as usize * wide <= MAX_TAPS {
+            wide
+        } else {
+            seg
+        }
+    }
+
+    /// Groups of four taps per packed filter.
+    pub fn im2col_groups(&self) -> usize {
+        (self.kernel.0 as usize * self.im2col_row()).div_ceil(4)
+    }
+
+    /// Words of the packed form: two per group of four taps, per output channel.
+    pub fn packed_words(&self) -> usize {
+        self.output.c as usize * self.im2col_groups() * 2
+    }
+
+    /// Writes the plain filters `plain` (`[out_c][kh][kw][in_c]`) into `out`
+    /// ([`Self::packed_words`] long) in the packed form. The compiler's step, once per model.
+    pub fn pack(&self, plain: &[i8], out: &mut [u32]) {
+        let (row, seg) = (
+            self.im2col_row(),
+            self.kernel.1 as usize * self.input.c as usize,
+        );
+        let groups = self.im2col_groups();
+        let filters = plain.chunks_exact(self.taps().max(1));
+        for (filter, words) in filters.zip(out.chunks_exact_mut(2 * groups)) {
+            let mut taps = [0i8; MAX_TAPS + 3];
+            for (dst, src) in taps.chunks_mut(row).zip(filter.chunks_exact(seg)) {
+                dst[..seg].copy_from_slice(src);
+            }
+            for (pair, w) in words.chunks_exact_mut(2).zip(taps.chunks_exact(4)) {
+                let half =
+                    |a: i8, b: i8| (a as i16 as u16 as u32) | ((b as i16 as u16 as u32) << 16);
+                pair[0] = half(w[0], w[2]);
+                pair[1] = half(w[1], w[3]);
+            }
+        }
+    }
+
+    /// The weight of output channel `o` at tap `t` of its plain filter (`(ky · kw + kx) ·
+    /// in_c / groups + c`), from either form: what the reference loops read.
+    #[inline(always)]
+    pub fn weight(&self, o: usize, t: usize) -> i8 {
+        match self.weights {
+            ConvWeights::Plain(w) => w[o * self.taps() + t],
+            ConvWeights::Packed(w) => {
+                let seg = self.kernel.1 as usize * self.input.c as usize;
+                let at = t / seg * self.im2col_row() + t % seg;
+                let word = w[(o * self.im2col_groups() + at / 4) * 2 + at % 2];
+                (word >> (16 * (at % 4 / 2))) as i8
+            }
+        }
     }
 }
 
@@ -350,7 +450,7 @@ impl Layer<'_> {
     /// an int32 multiplier and an int8 shift.
     pub fn weight_bytes(&self) -> usize {
         let (weights, channels) = match self {
-            Layer::Conv(c) => (c.weights.len(), c.bias.len()),
+            Layer::Conv(c) => (c.weights.bytes(), c.bias.len()),
             Layer::FullyConnected(f) => (f.weights.len(), f.bias.len()),
             Layer::Concat(c) => (core::mem::size_of_val(c.parts), 0),
             Layer::Pool(_) | Layer::Add(_) => (0, 0),
@@ -405,13 +505,15 @@ impl Layer<'_> {
 
 fn check_conv(c: &Conv) -> bool {
     let (oc, groups) = (c.output.c as usize, c.groups as usize);
-    let taps = c.kernel.0 as usize * c.kernel.1 as usize * c.group_channels();
     // Any kernel size is valid: a filter longer than the fast kernel's `MAX_TAPS` runs
     // through the reference loops.
     groups > 0
         && (c.input.c as usize).is_multiple_of(groups)
         && oc.is_multiple_of(groups)
-        && c.weights.len() == oc * taps
+        && match c.weights {
+            ConvWeights::Plain(w) => w.len() == oc * c.taps(),
+            ConvWeights::Packed(w) => c.im2col_fits() && w.len() == c.packed_words(),
+        }
         && c.act_min <= c.act_max
         && c.bias.len() == oc
         && c.multiplier.len() == oc

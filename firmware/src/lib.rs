@@ -25,6 +25,6 @@ pub mod simd;
 pub mod stored;
 
 pub use model::{
-    run, Add, Checked, Concat, ConcatPart, Conv, Edge, Error, FullyConnected, Layer, Model, Output,
-    Pool, PoolKind, Rescale, Shape, Tensor,
+    run, Add, Checked, Concat, ConcatPart, Conv, ConvWeights, Edge, Error, FullyConnected, Layer,
+    Model, Output, Pool, PoolKind, Rescale, Shape, Tensor,
 };

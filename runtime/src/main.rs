@@ -1004,7 +1004,7 @@ fn quantize_command(
         .map(|((l, edge), name)| {
             let s = l.output_shape();
             let (shape, params) = match l {
-                firmware::Layer::Conv(c) => (vec![s.h, s.w, s.c], c.weights.len() + c.bias.len()),
+                firmware::Layer::Conv(c) => (vec![s.h, s.w, s.c], c.output.c as usize * c.taps() + c.bias.len()),
                 firmware::Layer::FullyConnected(f) => {
                     (vec![s.c], f.weights.len() + f.bias.len())
                 }

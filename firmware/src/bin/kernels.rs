@@ -20,7 +20,7 @@ mod check {
     use firmware::console::{self, Console};
     use firmware::kernels::{self, reference};
     use firmware::rng::Rng;
-    use firmware::{Conv, FullyConnected, Pool, PoolKind, Shape};
+    use firmware::{Conv, ConvWeights, FullyConnected, Pool, PoolKind, Shape};
 
     /// Problems per kind.
     const PROBLEMS: usize = 150;
@@ -34,6 +34,9 @@ mod check {
     const FC_INPUTS: usize = MAX_C * MAX_K * MAX_K;
     /// Padding up to `k − 1` makes an output up to `k − 1` wider than its input.
     const MAX_OUT: usize = (MAX_SIDE + MAX_K - 1) * (MAX_SIDE + MAX_K - 1) * MAX_C;
+    /// Most words of packed weights: two per group of four taps of a filter whose rows are
+    /// widened to whole words.
+    const MAX_PACKED: usize = MAX_C * 2 * MAX_K * (MAX_K * MAX_C).div_ceil(4);
 
     /// The kinds of problem.
     #[derive(Clone, Copy)]
@@ -63,6 +66,7 @@ mod check {
     struct Problem {
         x: [i8; MAX_X],
         weights: [i8; MAX_C * MAX_K * MAX_K * MAX_C],
+        packed: [u32; MAX_PACKED],
         bias: [i32; MAX_C],
         multiplier: [i32; MAX_C],
         shift: [i8; MAX_C],
@@ -127,7 +131,7 @@ mod check {
             padding: (pad as u8, pad as u8),
             dilation: (1, 1),
             groups: groups as u16,
-            weights: &[],
+            weights: ConvWeights::Plain(&[]),
             bias: &[],
             multiplier: &[],
             shift: &[],
@@ -138,14 +142,28 @@ mod check {
         }
     }
 
+    /// Whether the firmware runs `geometry` of `kind` with packed weights, as the compiler
+    /// packs them for the im2col kernel (a fully connected problem's stay plain).
+    fn packs(kind: Kind, geometry: &Conv) -> bool {
+        !matches!(kind, Kind::FullyConnected) && geometry.im2col_fits()
+    }
+
+    /// Packs `p`'s weights for `geometry` where [`packs`] says so: the compiler's step.
+    fn compile(kind: Kind, geometry: &Conv, p: &mut Problem) {
+        if packs(kind, geometry) {
+            let plain = &p.weights[..geometry.output.c as usize * geometry.taps()];
+            geometry.pack(plain, &mut p.packed[..geometry.packed_words()]);
+        }
+    }
+
     /// `geometry` with its arrays in `p`.
-    fn layer<'p>(geometry: Conv<'static>, p: &'p Problem) -> Conv<'p> {
+    fn layer<'p>(kind: Kind, geometry: Conv<'static>, p: &'p Problem) -> Conv<'p> {
         let oc = geometry.output.c as usize;
-        let taps = geometry.kernel.0 as usize
-            * geometry.kernel.1 as usize
-            * (geometry.input.c / geometry.groups) as usize;
         Conv {
-            weights: &p.weights[..oc * taps],
+            weights: match packs(kind, &geometry) {
+                true => ConvWeights::Packed(&p.packed[..geometry.packed_words()]),
+                false => ConvWeights::Plain(&p.weights[..oc * geometry.taps()]),
+            },
             bias: &p.bias[..oc],
             multiplier: &p.multiplier[..oc],
             shift: &p.shift[..oc],
@@ -188,10 +206,13 @@ mod check {
         }
         match kind {
             Kind::FullyConnected => {
+                let ConvWeights::Plain(weights) = c.weights else {
+                    return None;
+                };
                 let fc = FullyConnected {
                     inputs: c.input.c,
                     outputs: c.output.c,
-                    weights: c.weights,
+                    weights,
                     bias: c.bias,
                     multiplier: c.multiplier,
                     shift: c.shift,
@@ -218,6 +239,7 @@ mod check {
             Problem {
                 x: [0; MAX_X],
                 weights: [0; MAX_C * MAX_K * MAX_K * MAX_C],
+                packed: [0; MAX_PACKED],
                 bias: [0; MAX_C],
                 multiplier: [0; MAX_C],
                 shift: [0; MAX_C],
@@ -241,7 +263,8 @@ mod check {
             let mut ran = 0;
             for _ in 0..PROBLEMS {
                 let geometry = draw(kind, &mut rng, problem);
-                let c = layer(geometry, problem);
+                compile(kind, &geometry, problem);
+                let c = layer(kind, geometry, problem);
                 match agree(kind, &c, &problem.x[..c.input.len()], outputs) {
                     Some(true) => ran += 1,
                     Some(false) => {

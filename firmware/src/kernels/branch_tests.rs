@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use std::vec::Vec;
 
 use super::*;
-use crate::model::{Add, Concat, ConcatPart, Conv, Rescale, Shape};
+use crate::model::{Add, Concat, ConcatPart, Conv, ConvWeights, Rescale, Shape};
 use crate::rng::Rng;
 
 /// A convolution problem: geometry and data, from which a [`Conv`] is viewed.
@@ -37,7 +37,7 @@ impl ConvProblem {
             padding: (self.padding, self.padding),
             dilation: (self.dilation, self.dilation),
             groups: self.groups,
-            weights: &self.weights,
+            weights: ConvWeights::Plain(&self.weights),
             bias: &self.bias,
             multiplier: &self.multiplier,
             shift: &self.shift,
@@ -50,7 +50,7 @@ impl ConvProblem {
 
     fn run(&self, kernel: fn(&Conv, &[i8], &mut [i8])) -> Vec<i8> {
         let mut y = std::vec![0i8; self.output.len()];
-        kernel(&self.layer(), &self.x, &mut y);
+        compiled(&self.layer(), |l| kernel(l, &self.x, &mut y));
         y
     }
 }
@@ -192,7 +192,7 @@ proptest! {
             weights,
             ..p.clone()
         };
-        prop_assume!(conv::takes(&plain.layer()));
+        prop_assume!(plain.layer().im2col_fits());
         prop_assert_eq!(p.run(conv), plain.run(conv));
     }
 

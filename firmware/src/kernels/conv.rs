@@ -4,19 +4,19 @@ use core::mem::MaybeUninit;
 
 use super::im2col::{Buffer, Im2col, Windows};
 use super::{BLOCK, MAX_TAPS, SMALL_RAM};
-use crate::model::{Conv, Pool, PoolKind};
+use crate::model::{Conv, ConvWeights, Pool, PoolKind};
 
 /// Adds `Σ w · x` over whole groups of four weights to each pixel's accumulator in `acc`.
+/// `weights` holds two words per group, in the packed form ([`ConvWeights::Packed`]);
 /// `block` holds `2 · BLOCK` words per group, laid out as [`Im2col::gather`] writes them.
 /// The definition the SMLAD, Cortex-M3 and SSE2 loops are tested against.
 #[cfg(any(test, not(any(ember_dsp, ember_sse2, ember_thumb2))))]
 #[inline(always)]
-fn mac_groups_portable(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
-    use crate::simd::{smlad, sxtb16, sxtb16_ror8, word};
-    for (w, pairs) in weights.chunks_exact(4).zip(block.chunks_exact(2 * BLOCK)) {
-        let (even, odd) = (sxtb16(word(w)), sxtb16_ror8(word(w)));
+fn mac_groups_portable(weights: &[u32], block: &[u32], acc: &mut [i32; BLOCK]) {
+    use crate::simd::smlad;
+    for (w, pairs) in weights.chunks_exact(2).zip(block.chunks_exact(2 * BLOCK)) {
         for (a, x) in acc.iter_mut().zip(pairs.chunks_exact(2)) {
-            *a = smlad(odd, x[1], smlad(even, x[0], *a));
+            *a = smlad(w[1], x[1], smlad(w[0], x[0], *a));
         }
     }
 }
@@ -25,29 +25,29 @@ fn mac_groups_portable(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
 use mac_groups_portable as mac_groups;
 
 /// [`mac_groups_portable`] on ARMv7-M without the DSP extension (the Cortex-M3): no SMLAD, so
-/// each tap is one LDRSH and one MLA. Per group the weight word is split two bytes at a time
-/// (SXTB/SBFX/ASR), and both are applied to the four pixels' matching halfwords, read at
-/// fixed offsets from the group's start: 40 instructions for 16 MACs.
+/// each tap is one LDRSH and one MLA. Per group one LDRD loads the packed pairs, each split
+/// into its two weights (SXTH/ASR) and both applied to the four pixels' matching halfwords,
+/// read at fixed offsets from the group's start: 40 instructions for 16 MACs.
 #[cfg(all(ember_thumb2, not(ember_dsp)))]
 #[inline(always)]
-fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
-    let groups = weights.len() / 4;
+fn mac_groups(weights: &[u32], block: &[u32], acc: &mut [i32; BLOCK]) {
+    let groups = weights.len() / 2;
     let block = &block[..groups * 2 * BLOCK];
     if groups == 0 {
         return;
     }
     let [mut a0, mut a1, mut a2, mut a3] = *acc;
-    // SAFETY: the loop reads `groups` words from `weights` (LDR allows the unaligned address on
-    // ARMv7-M) and `groups · 8` words from `block` (halfword loads at offsets 0..32 of each
-    // group's 32 bytes), both within the slices checked above; it writes only the named
-    // registers and the flags.
+    // SAFETY: the loop reads `2 · groups` words from `weights` (word-aligned, as LDRD needs)
+    // and `groups · 8` words from `block` (halfword loads at offsets 0..32 of each group's 32
+    // bytes), both within the slices checked above; it writes only the named registers and
+    // the flags.
     unsafe {
         core::arch::asm!(
             "2:",
-            "ldr {w}, [{wp}], #4",
+            "ldrd {hi}, {w}, [{wp}], #8",
             // Taps 0 and 2: the low and high halfwords of each pixel's first word.
-            "sxtb {lo}, {w}",
-            "sbfx {hi}, {w}, #16, #8",
+            "sxth {lo}, {hi}",
+            "asr {hi}, {hi}, #16",
             "ldrsh {t}, [{bp}, #0]",
             "mla {a0}, {t}, {lo}, {a0}",
             "ldrsh {t}, [{bp}, #2]",
@@ -65,8 +65,8 @@ fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
             "ldrsh {t}, [{bp}, #26]",
             "mla {a3}, {t}, {hi}, {a3}",
             // Taps 1 and 3: the second word's halfwords.
-            "sbfx {lo}, {w}, #8, #8",
-            "asr {hi}, {w}, #24",
+            "sxth {lo}, {w}",
+            "asr {hi}, {w}, #16",
             "ldrsh {t}, [{bp}, #4]",
             "mla {a0}, {t}, {lo}, {a0}",
             "ldrsh {t}, [{bp}, #6]",
@@ -106,79 +106,20 @@ fn mac_groups(weights: &[i8], block: &[u32], acc: &mut [i32; BLOCK]) {
 // The assembly below and the SSE2 loop are written for four pixels per block.
 const _: () = assert!(BLOCK == 4);
 
-/// A weight word split as SXTB16 splits it: its halfword pairs `(w0, w2)`, `(w1, w3)`, side
-/// by side in 64 bits (in memory, the even pair's word first). Split once per filter, the
-/// SMLAD loop loads both with one LDRD, and the SSE2 loop uses them as PMADDWD lanes.
-#[cfg(any(ember_sse2, ember_dsp))]
-#[inline(always)]
-fn split_word(w: &[i8]) -> u64 {
-    use crate::simd::{sxtb16, sxtb16_ror8, word};
-    let w = word(w);
-    (sxtb16_ror8(w) as u64) << 32 | sxtb16(w) as u64
-}
-
-/// Every group of `whole` split by [`split_word`] into `lanes`.
-#[cfg(ember_sse2)]
-#[inline(always)]
-fn split_words(whole: &[i8], lanes: &mut [u64]) {
-    for (l, w) in lanes.iter_mut().zip(whole.chunks_exact(4)) {
-        *l = split_word(w);
-    }
-}
-
-/// [`split_word`] over every group of `whole` into `lanes`, two groups a pass in assembly
-/// (two LDR, four SXTB16, two STRD): the split is redone for each tile, so it counts.
-#[cfg(ember_dsp)]
-#[inline(always)]
-fn split_words(whole: &[i8], lanes: &mut [u64]) {
-    let n = (whole.len() / 4).min(lanes.len());
-    let pairs = n / 2;
-    if pairs > 0 {
-        // SAFETY: reads `8 · pairs` bytes of `whole` (by LDR, which takes the unaligned
-        // address; LDRD would not) and writes `2 · pairs` u64 of `lanes` (8-aligned, for
-        // STRD), both within the slices as `2 · pairs <= n`.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr {a}, [{src}], #4",
-                "ldr {b}, [{src}], #4",
-                "sxtb16 {c}, {a}",
-                "sxtb16 {a}, {a}, ror #8",
-                "strd {c}, {a}, [{dst}], #8",
-                "sxtb16 {c}, {b}",
-                "sxtb16 {b}, {b}, ror #8",
-                "strd {c}, {b}, [{dst}], #8",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                src = inout(reg) whole.as_ptr() => _,
-                dst = inout(reg) lanes.as_mut_ptr() => _,
-                n = inout(reg) pairs => _,
-                a = out(reg) _,
-                b = out(reg) _,
-                c = out(reg) _,
-                options(nostack),
-            );
-        }
-    }
-    if n % 2 == 1 {
-        lanes[n - 1] = split_word(&whole[4 * (n - 1)..]);
-    }
-}
-
 /// [`mac_groups_portable`] for the host simulation on x86-64, in SSE2 (part of every x86-64),
-/// with the weights already split by [`split_word`]: per group, one PMADDWD per two pixels
+/// on the packed weights: per group, one PMADDWD per two pixels
 /// gives each pixel's two SMLAD products side by side. The sums are exact (|w · x| < 2^23)
 /// and the accumulators wrap as SMLAD's do, so the bits are the same.
 #[cfg(ember_sse2)]
 #[inline(always)]
-fn mac_groups_sse2(lanes: &[u64], block: &[u32], acc: &mut [i32; BLOCK]) {
+fn mac_groups_sse2(weights: &[u32], block: &[u32], acc: &mut [i32; BLOCK]) {
     use core::arch::x86_64::*;
     // SAFETY: SSE2 is in the x86-64 baseline; each unaligned load reads 4 words of a chunk of
     // `2 · BLOCK` = 8, and the stores write local arrays of 4.
     unsafe {
         let (mut p01, mut p23) = (_mm_setzero_si128(), _mm_setzero_si128());
-        for (&w, pairs) in lanes.iter().zip(block.chunks_exact(2 * BLOCK)) {
-            let w = _mm_set1_epi64x(w as i64);
+        for (w, pairs) in weights.chunks_exact(2).zip(block.chunks_exact(2 * BLOCK)) {
+            let w = _mm_set1_epi64x(((w[1] as u64) << 32 | w[0] as u64) as i64);
             let x = pairs.as_ptr() as *const __m128i;
             p01 = _mm_add_epi32(p01, _mm_madd_epi16(w, _mm_loadu_si128(x)));
             p23 = _mm_add_epi32(p23, _mm_madd_epi16(w, _mm_loadu_si128(x.add(1))));
@@ -194,69 +135,26 @@ fn mac_groups_sse2(lanes: &[u64], block: &[u32], acc: &mut [i32; BLOCK]) {
     }
 }
 
-/// A filter as whole groups of four weights, the last zero-padded (into `pad`) when its
-/// length is not a multiple of four: the im2col block's taps past the filter are zero, so the
-/// padding adds nothing, and every loop runs on whole groups.
+/// One filter in the packed form: two words per group of four taps.
 struct Filter<'a> {
-    #[cfg(not(ember_dsp))]
-    whole: &'a [i8],
-    /// The groups split once per filter ([`split_word`]), where the loop reads them so.
-    #[cfg(any(ember_sse2, ember_dsp))]
-    lanes: &'a [u64],
+    words: &'a [u32],
 }
 
-/// Room for a filter's split weights: none where nothing splits them ahead.
-#[cfg(any(ember_sse2, ember_dsp))]
-const LANES: usize = MAX_TAPS / 4;
-#[cfg(not(any(ember_sse2, ember_dsp)))]
-const LANES: usize = 0;
-
-/// Room for a filter padded to whole groups.
-const PADDED_FILTER: usize = MAX_TAPS + 3;
-
-impl<'a> Filter<'a> {
-    #[cfg_attr(not(any(ember_sse2, ember_dsp)), allow(unused_variables))]
-    fn new(
-        weights: &'a [i8],
-        pad: &'a mut [i8; PADDED_FILTER],
-        lanes: &'a mut [u64; LANES],
-    ) -> Self {
-        let groups = weights.len().div_ceil(4);
-        let whole = if weights.len().is_multiple_of(4) {
-            weights
-        } else {
-            let pad = &mut pad[..4 * groups];
-            pad[..weights.len()].copy_from_slice(weights);
-            pad[weights.len()..].fill(0);
-            pad
-        };
-        #[cfg(any(ember_sse2, ember_dsp))]
-        let lanes = {
-            split_words(whole, lanes);
-            &lanes[..groups.min(LANES)]
-        };
-        Self {
-            #[cfg(not(ember_dsp))]
-            whole,
-            #[cfg(any(ember_sse2, ember_dsp))]
-            lanes,
-        }
-    }
-
+impl Filter<'_> {
     /// Runs the filter over every block of `tile`, each pixel's accumulator starting at
     /// `init`, and writes to `out` each block's four sums, or with `POOL` their maximum.
     #[cfg(not(ember_dsp))]
     #[inline(always)]
     fn over_blocks<const POOL: bool>(&self, tile: &[u32], init: i32, out: &mut [i32]) {
         // A filter has at least one tap; `max` only keeps `chunks_exact` from panicking.
-        let blocks = tile.chunks_exact((self.whole.len() / 4 * 2 * BLOCK).max(1));
+        let blocks = tile.chunks_exact((self.words.len() * BLOCK).max(1));
         let per_block = if POOL { 1 } else { BLOCK };
         for (block, out) in blocks.zip(out.chunks_exact_mut(per_block)) {
             let mut acc = [init; BLOCK];
             #[cfg(ember_sse2)]
-            mac_groups_sse2(self.lanes, block, &mut acc);
+            mac_groups_sse2(self.words, block, &mut acc);
             #[cfg(not(ember_sse2))]
-            mac_groups(self.whole, block, &mut acc);
+            mac_groups(self.words, block, &mut acc);
             if POOL {
                 out[0] = acc[0].max(acc[1]).max(acc[2]).max(acc[3]);
             } else {
@@ -267,14 +165,14 @@ impl<'a> Filter<'a> {
 
     /// [`over_blocks`](Self::over_blocks) with the block loop in the assembly. Per block: one
     /// LDM and three moves start the accumulators and the weights; the MAC loop runs four
-    /// groups a pass (per group one LDRD of split weights, four LDRD of columns and eight
+    /// groups a pass (per group one LDRD of packed weights, four LDRD of columns and eight
     /// SMLAD), entering part-way when the count is not a multiple of four; then one store of
     /// the four sums, or three compares and one store of their maximum. The loop's constants
     /// wait on the stack, as the twelve registers the loop may use are all taken.
     #[cfg(ember_dsp)]
     #[inline(always)]
     fn over_blocks<const POOL: bool>(&self, tile: &[u32], init: i32, out: &mut [i32]) {
-        let groups = self.lanes.len();
+        let groups = self.words.len() / 2;
         let per_block = if POOL { 1 } else { BLOCK };
         let blocks = match groups {
             0 => 0,
@@ -283,7 +181,7 @@ impl<'a> Filter<'a> {
         if blocks == 0 {
             return;
         }
-        let lanes = self.lanes.as_ptr_range();
+        let lanes = self.words.as_ptr_range();
         let out_end = out[blocks * per_block..].as_ptr();
         // One group of four weights against the block's four pixels.
         macro_rules! group {
@@ -307,7 +205,7 @@ impl<'a> Filter<'a> {
         }
         macro_rules! block_loop {
             ($entry:literal, $($store:literal),*) => {
-                // SAFETY: each block reads the `groups` split weights (`lanes`) and
+                // SAFETY: each block reads the `groups` packed pairs (`lanes`, word-aligned) and
                 // `groups · 8` words of `tile`, for `blocks` blocks within `tile`; it writes
                 // `per_block` words of `out` per block, up to `out_end`. Three words of stack
                 // below the caller's are freed at the end.
@@ -387,9 +285,9 @@ impl<'a> Filter<'a> {
 }
 
 /// Words of im2col data gathered at a time: one block of the largest kernel, or many blocks
-/// of a small one. With the DSP extension every filter is split once per tile, so the tile is
-/// larger there (10 KiB: the nine blocks of the MNIST CNN's last convolution, 3×3 over 16
-/// channels, in one tile), trading 5.6 KiB of stack for 7 % fewer instructions.
+/// of a small one. With the DSP extension each filter's pass over a tile has a fixed cost, so
+/// the tile is larger there (10 KiB: the nine blocks of the MNIST CNN's last convolution, 3×3
+/// over 16 channels, in one tile).
 const TILE_WORDS: usize = if cfg!(ember_dsp) {
     9 * MAX_TAPS / 8 * BLOCK
 } else {
@@ -398,29 +296,21 @@ const TILE_WORDS: usize = if cfg!(ember_dsp) {
 /// Most output pixels in a tile (their accumulators live on the stack).
 const TILE_PIXELS: usize = if SMALL_RAM { 64 } else { 256 };
 
-/// Bytes of weights a convolution may copy to widen its kernel rows (the MNIST CNN's first
-/// layer needs 96).
-const WIDE_WEIGHTS: usize = if SMALL_RAM { 256 } else { 1024 };
-
-/// 2-D convolution, weights `[out_c][kh][kw][in_c]`, zero padding (the input zero point).
+/// 2-D convolution with packed weights ([`ConvWeights::Packed`]), zero padding (the input
+/// zero point).
 ///
 /// Output pixels are gathered (im2col) a tile at a time, four pixels to a block; then each
 /// filter passes over every block of the tile, and its outputs are requantized in one tight
-/// loop. A short last block repeats its last pixel.
-///
-/// When a kernel row (`kw · in_c` taps) is not a whole number of words, as in a first layer
-/// on a grey or RGB image, the weights are copied with each row padded by zeros to a multiple
-/// of four (if they fit in `WIDE_WEIGHTS`): then every row of the receptive field is whole
-/// words read straight from the input.
+/// loop. A short last block repeats its last pixel. The blocks' kernel rows are as long as
+/// the packed filters' ([`Conv::im2col_row`]).
 pub fn conv(layer: &Conv, input: &[i8], output: &mut [i8]) {
     convolve(layer, None, input, output);
 }
 
-/// Whether [`conv`] takes `layer`: one group, no dilation, and a filter of at most
-/// `MAX_TAPS` taps (its im2col block lives on the stack).
+/// Whether [`conv`] takes `layer`: its weights are packed, which a checked layer has only
+/// where [`Conv::im2col_fits`].
 pub fn takes(layer: &Conv) -> bool {
-    let taps = layer.kernel.0 as usize * layer.kernel.1 as usize * layer.input.c as usize;
-    layer.groups == 1 && layer.dilation == (1, 1) && taps <= MAX_TAPS
+    matches!(layer.weights, ConvWeights::Packed(_))
 }
 
 /// Whether `pool` right after `conv` can run fused into it ([`conv_max_pool`]): a 2×2 max
@@ -450,25 +340,11 @@ pub fn conv_max_pool(layer: &Conv, pool: &Pool, input: &[i8], output: &mut [i8])
 
 /// [`conv`], or [`conv_max_pool`] when `pool` is given.
 fn convolve(layer: &Conv, pool: Option<&Pool>, input: &[i8], output: &mut [i8]) {
-    let oc = layer.output.c as usize;
-    let (kh, seg) = (
-        layer.kernel.0 as usize,
-        layer.kernel.1 as usize * layer.input.c as usize,
-    );
-    let wide_row = seg.div_ceil(4) * 4;
-    let mut wide = [0i8; WIDE_WEIGHTS];
-    // Widened, a filter must still fit one im2col block (`MAX_TAPS`).
-    let widen = seg % 4 != 0 && oc * kh * wide_row <= WIDE_WEIGHTS && kh * wide_row <= MAX_TAPS;
-    let (weights, row) = if widen {
-        let rows = layer.weights.chunks_exact(seg);
-        for (dst, src) in wide.chunks_exact_mut(wide_row).zip(rows) {
-            dst[..seg].copy_from_slice(src);
-        }
-        (&wide[..oc * kh * wide_row], wide_row)
-    } else {
-        (layer.weights, seg)
+    let ConvWeights::Packed(weights) = layer.weights else {
+        return;
     };
-    let geometry = Im2col::new(layer, row);
+    let oc = layer.output.c as usize;
+    let geometry = Im2col::new(layer, layer.im2col_row());
     let block_words = geometry.groups * 2 * BLOCK;
     let tile_pixels = (TILE_WORDS / block_words * BLOCK).min(TILE_PIXELS);
     let order = PixelOrder::new(layer, pool);
@@ -583,19 +459,17 @@ impl PixelOrder {
 #[inline(never)]
 fn filters_over_tile(
     layer: &Conv,
-    weights: &[i8],
+    weights: &[u32],
     pool_clamp: Option<(i8, i8)>,
     tile: &[u32],
     out: &mut [i8],
 ) {
     let oc = layer.output.c as usize;
-    let taps = weights.len() / oc;
+    let words = weights.len() / oc;
     let outputs = out.len() / oc;
     let mut accs = [0i32; TILE_PIXELS + BLOCK];
-    let mut pad = [0i8; PADDED_FILTER];
-    let mut lanes = [0u64; LANES];
-    for (c, filter) in weights.chunks_exact(taps).enumerate() {
-        let filter = Filter::new(filter, &mut pad, &mut lanes);
+    for (c, filter) in weights.chunks_exact(words).enumerate() {
+        let filter = Filter { words: filter };
         let requant = match pool_clamp {
             Some((min, max)) => layer.channel(c).clamped(min, max),
             None => layer.channel(c),
@@ -620,12 +494,11 @@ mod sse2_tests {
         fn mac_groups_sse2_equals_the_portable_loop(
             groups in 0usize..=MAX_TAPS / 4,
             seed in proptest::collection::vec(any::<u32>(), 2 * BLOCK * (MAX_TAPS / 4)),
-            weights in proptest::collection::vec(any::<i8>(), MAX_TAPS),
+            weights in proptest::collection::vec(any::<u32>(), MAX_TAPS / 2),
             init in any::<[i32; BLOCK]>(),
         ) {
-            let (weights, block) = (&weights[..4 * groups], &seed[..2 * BLOCK * groups]);
-            let (mut pad, mut lanes) = ([0i8; PADDED_FILTER], [0u64; LANES]);
-            let filter = Filter::new(weights, &mut pad, &mut lanes);
+            let (weights, block) = (&weights[..2 * groups], &seed[..2 * BLOCK * groups]);
+            let filter = Filter { words: weights };
             let mut fast = [0; BLOCK];
             filter.over_blocks::<false>(block, 0, &mut fast);
             for (f, i) in fast.iter_mut().zip(init) {

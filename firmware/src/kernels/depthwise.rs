@@ -8,7 +8,7 @@
 //! `Σ (x − z)·w = Σ x·w − z·Σ w`, and four accumulators stay in registers (SMLABB/SMLATT on
 //! the M4F); a window reaching into the padding takes plain loops.
 
-use crate::model::Conv;
+use crate::model::{Conv, ConvWeights};
 
 /// Most taps (`kh · kw`) the fast path takes: 5×5. Its layout of taps, 8 bytes each, lives on
 /// the stack.
@@ -17,10 +17,13 @@ pub(crate) const MAX_TAPS: usize = 25;
 /// Depthwise convolution without dilation; equals [`super::reference::conv`] bit for bit.
 pub fn depthwise(l: &Conv, x: &[i8], out: &mut [i8]) {
     let taps = l.kernel.0 as usize * l.kernel.1 as usize;
+    let ConvWeights::Plain(weights) = l.weights else {
+        return;
+    };
     if l.output.c == l.input.c && taps <= MAX_TAPS {
-        by_four(l, x, out)
+        by_four(l, weights, x, out)
     } else {
-        any_multiplier(l, x, out)
+        any_multiplier(l, weights, x, out)
     }
 }
 
@@ -31,7 +34,7 @@ const PIXELS: usize = 32;
 /// each interior tap's offset from the window's corner are laid out once as `(offset, word)`
 /// pairs; each pixel then runs one loop over them, and a run of [`PIXELS`] sums is
 /// requantized per channel.
-fn by_four(l: &Conv, x: &[i8], out: &mut [i8]) {
+fn by_four(l: &Conv, weights: &[i8], x: &[i8], out: &mut [i8]) {
     let (inp, o, c) = (l.input, l.output, l.input.c as usize);
     let (kh, kw) = (l.kernel.0 as usize, l.kernel.1 as usize);
     let taps = kh * kw;
@@ -45,7 +48,7 @@ fn by_four(l: &Conv, x: &[i8], out: &mut [i8]) {
         return;
     }
     for ch0 in (0..c - c % 4).step_by(4) {
-        let filters = &l.weights[ch0 * taps..(ch0 + 4) * taps];
+        let filters = &weights[ch0 * taps..(ch0 + 4) * taps];
         for (t, pair) in laid.iter_mut().enumerate().take(taps) {
             pair.1 = u32::from_le_bytes(core::array::from_fn(|k| filters[k * taps + t] as u8));
         }
@@ -86,7 +89,7 @@ fn by_four(l: &Conv, x: &[i8], out: &mut [i8]) {
         }
     }
     if c % 4 != 0 {
-        any_multiplier_channels(l, x, out, c - c % 4);
+        any_multiplier_channels(l, weights, x, out, c - c % 4);
     }
 }
 
@@ -201,14 +204,14 @@ fn mac4(x: &[i8], at: usize, laid: &[(i32, u32)]) -> [i32; 4] {
 }
 
 /// Any channel multiplier and filter size.
-fn any_multiplier(l: &Conv, x: &[i8], out: &mut [i8]) {
-    any_multiplier_channels(l, x, out, 0)
+fn any_multiplier(l: &Conv, weights: &[i8], x: &[i8], out: &mut [i8]) {
+    any_multiplier_channels(l, weights, x, out, 0)
 }
 
 /// [`any_multiplier`] for output channels `from..`. Per output pixel, the accumulators of a
 /// run of channels stay on the stack while the window's taps pass over them,
 /// channel-innermost.
-fn any_multiplier_channels(l: &Conv, x: &[i8], out: &mut [i8], from: usize) {
+fn any_multiplier_channels(l: &Conv, weights: &[i8], x: &[i8], out: &mut [i8], from: usize) {
     /// Output channels accumulated together.
     const RUN: usize = 64;
     let (inp, o) = (l.input, l.output);
@@ -241,7 +244,7 @@ fn any_multiplier_channels(l: &Conv, x: &[i8], out: &mut [i8], from: usize) {
                         for (j, a) in acc[..n].iter_mut().enumerate() {
                             let ch = first + j;
                             let xv = x[row + ch / multiplier] as i32 - zp;
-                            *a = a.wrapping_add(xv * l.weights[ch * taps + tap] as i32);
+                            *a = a.wrapping_add(xv * weights[ch * taps + tap] as i32);
                         }
                     }
                 }

@@ -23,7 +23,7 @@ pub const MAX_PARTS: usize = 8;
 /// Which kernel runs a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvKernel {
-    /// The im2col kernel: one group, no dilation, a filter of at most `MAX_TAPS` taps.
+    /// The im2col kernel: packed weights (one group, no dilation, at most `MAX_TAPS` taps).
     Im2col,
     /// The depthwise kernel (no dilation).
     Depthwise,
@@ -35,7 +35,10 @@ pub enum ConvKernel {
 pub fn conv_kernel(layer: &Conv) -> ConvKernel {
     if conv::takes(layer) {
         ConvKernel::Im2col
-    } else if layer.is_depthwise() && layer.dilation == (1, 1) {
+    } else if layer.is_depthwise()
+        && layer.dilation == (1, 1)
+        && matches!(layer.weights, crate::model::ConvWeights::Plain(_))
+    {
         ConvKernel::Depthwise
     } else {
         ConvKernel::Reference
@@ -107,6 +110,23 @@ const SMALL_RAM: bool = cfg!(all(target_arch = "arm", not(ember_thumb2)));
 
 /// Output pixels a convolution computes together: each weight word loaded serves all of them.
 const BLOCK: usize = 4;
+
+/// Runs `f` on `layer` (plain weights) as the compiler hands it to the kernels: packed where
+/// the im2col kernel takes it.
+#[cfg(test)]
+fn compiled<R>(layer: &Conv, f: impl FnOnce(&Conv) -> R) -> R {
+    match layer.weights {
+        crate::model::ConvWeights::Plain(plain) if layer.im2col_fits() => {
+            let mut words = std::vec![0u32; layer.packed_words()];
+            layer.pack(plain, &mut words);
+            f(&Conv {
+                weights: crate::model::ConvWeights::Packed(&words),
+                ..*layer
+            })
+        }
+        _ => f(layer),
+    }
+}
 
 #[cfg(test)]
 mod branch_tests;

@@ -29,11 +29,10 @@ pub fn conv(l: &Conv, x: &[i8], out: &mut [i8]) {
                             continue;
                         }
                         let pixel = (iy as usize * inp.w as usize + ix as usize) * ic + first_in;
-                        let tap = ((ch * kh as usize + ky as usize) * kw as usize + kx as usize)
-                            * per_group_in;
+                        let tap = (ky as usize * kw as usize + kx as usize) * per_group_in;
                         let xs = &x[pixel..pixel + per_group_in];
-                        let ws = &l.weights[tap..tap + per_group_in];
-                        for (&xv, &w) in xs.iter().zip(ws) {
+                        for (t, &xv) in (tap..).zip(xs) {
+                            let w = l.weight(ch, t);
                             let v = (xv as i32 - l.input_zero_point as i32) * w as i32;
                             acc = acc.wrapping_add(v);
                         }

@@ -2,10 +2,15 @@
 //! direct transcription of the reference arithmetic.
 use super::*;
 use crate::model::Shape;
-use crate::model::{Conv, FullyConnected, Pool, PoolKind};
+use crate::model::{Conv, ConvWeights, FullyConnected, Pool, PoolKind};
 use crate::requant::quantize_multiplier;
 
 const UNIT: i32 = 1 << 30; // multiplier 0.5 at shift 1 = 1.0
+
+/// [`super::conv`] on `layer` as the compiler hands it over (see [`compiled`]).
+fn conv(layer: &Conv, x: &[i8], out: &mut [i8]) {
+    compiled(layer, |l| super::conv(l, x, out))
+}
 
 type Tensors<'a> = (&'a [i8], &'a [i32], &'a [i32], &'a [i8]);
 
@@ -24,7 +29,7 @@ fn conv_layer<'a>(
         padding: (pad, pad),
         dilation: (1, 1),
         groups: 1,
-        weights: w,
+        weights: ConvWeights::Plain(w),
         bias: b,
         multiplier: m,
         shift: s,
@@ -335,7 +340,7 @@ fn convolutions_match_the_reference_on_random_layers() {
             padding: (pad, pad),
             dilation: (1, 1),
             groups: 1,
-            weights: &weights,
+            weights: ConvWeights::Plain(&weights),
             bias: &bias,
             multiplier: &mult,
             shift: &shift,
@@ -348,6 +353,56 @@ fn convolutions_match_the_reference_on_random_layers() {
         let mut y = std::vec![0i8; output.len()];
         conv(&layer, &x, &mut y);
         assert_eq!(y, conv_reference(&layer, &x), "case {case}: {layer:?}");
+    }
+}
+
+/// The packed form holds the plain weights: read back tap by tap they are the same, and the
+/// taps it adds (widened rows, the last group's padding) are zero.
+#[test]
+fn packed_weights_read_back_as_the_plain_ones() {
+    let mut rng = Rng(29);
+    for case in 0..200 {
+        let kernel = (rng.below(5) as u8 + 1, rng.below(10) as u8 + 1);
+        let ic = [1u16, 2, 3, 4, 5, 8, 23][rng.below(7) as usize];
+        let oc = rng.below(5) as usize + 1;
+        let input = Shape {
+            h: 12,
+            w: 12,
+            c: ic,
+        };
+        let output = Shape {
+            h: 13 - kernel.0 as u16,
+            w: 13 - kernel.1 as u16,
+            c: oc as u16,
+        };
+        let (bias, mult, shift) = channels(&mut rng, oc);
+        let plain = rng.i8s(oc * kernel.0 as usize * kernel.1 as usize * ic as usize);
+        let layer = Conv {
+            kernel,
+            ..conv_layer(input, output, 1, 0, (&plain, &bias, &mult, &shift))
+        };
+        if !layer.im2col_fits() {
+            continue;
+        }
+        let mut words = std::vec![0u32; layer.packed_words()];
+        layer.pack(&plain, &mut words);
+        let packed = Conv {
+            weights: ConvWeights::Packed(&words),
+            ..layer
+        };
+        let taps = layer.taps();
+        for (i, &w) in plain.iter().enumerate() {
+            assert_eq!(packed.weight(i / taps, i % taps), w, "case {case}: {i}");
+        }
+        let magnitude = |v: &mut dyn Iterator<Item = i32>| v.map(i32::abs).sum::<i32>();
+        let halves = words
+            .iter()
+            .flat_map(|w| [*w as i16 as i32, (*w >> 16) as i16 as i32]);
+        assert_eq!(
+            magnitude(&mut halves.into_iter()),
+            magnitude(&mut plain.iter().map(|&w| w as i32)),
+            "case {case}: the added taps are zero"
+        );
     }
 }
 
@@ -368,7 +423,7 @@ fn a_filter_widened_past_max_taps_is_not_widened() {
         padding: (0, 0),
         dilation: (1, 1),
         groups: 1,
-        weights: &weights,
+        weights: ConvWeights::Plain(&weights),
         bias: &bias,
         multiplier: &mult,
         shift: &shift,
@@ -409,7 +464,7 @@ fn conv_fused_with_max_pool_matches_conv_then_pool() {
             padding: (1, 1),
             dilation: (1, 1),
             groups: 1,
-            weights: &weights,
+            weights: ConvWeights::Plain(&weights),
             bias: &bias,
             multiplier: &mult,
             shift: &shift,
@@ -443,14 +498,15 @@ fn conv_fused_with_max_pool_matches_conv_then_pool() {
         if pool_layer.output.h == 0 || pool_layer.output.w == 0 {
             continue;
         }
-        assert!(fuses(&conv_layer, &pool_layer), "case {case}");
+        let fused = compiled(&conv_layer, |c| fuses(c, &pool_layer));
+        assert!(fused, "case {case}");
         fused_cases += 1;
         let x = rng.i8s(input.len());
         let mut conv_out = std::vec![0i8; output.len()];
         conv(&conv_layer, &x, &mut conv_out);
         let want = max_pool_reference(&pool_layer, &conv_out);
         let mut got = std::vec![0i8; pool_layer.output.len()];
-        conv_max_pool(&conv_layer, &pool_layer, &x, &mut got);
+        compiled(&conv_layer, |c| conv_max_pool(c, &pool_layer, &x, &mut got));
         assert_eq!(got, want, "case {case}");
         let mut pooled = std::vec![0i8; pool_layer.output.len()];
         pool(&pool_layer, &conv_out, &mut pooled);
