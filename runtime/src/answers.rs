@@ -75,6 +75,8 @@ pub enum Int8 {
     Committed(Int8File),
     /// The ONNX quantized with the defaults, calibrated on MNIST.
     Quantized(Int8File),
+    /// A model file the user gave (`--model X.int8`).
+    Given(Int8File),
 }
 
 impl Int8 {
@@ -102,14 +104,14 @@ impl Int8 {
     /// The model file, kept.
     pub fn into_file(self) -> Int8File {
         match self {
-            Int8::Committed(file) | Int8::Quantized(file) => file,
+            Int8::Committed(file) | Int8::Quantized(file) | Int8::Given(file) => file,
         }
     }
 
     /// The model file.
     pub fn file(&self) -> &Int8File {
         match self {
-            Int8::Committed(file) | Int8::Quantized(file) => file,
+            Int8::Committed(file) | Int8::Quantized(file) | Int8::Given(file) => file,
         }
     }
 

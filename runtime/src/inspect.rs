@@ -5,8 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use serde_json::json;
+
+use crate::answers::Int8File;
 use crate::classifier::Classifier;
 use crate::convention::Convention;
+use crate::device::qemu::Fit;
+use crate::device::Board;
 
 /// A description of a model.
 #[derive(Debug, Serialize)]
@@ -109,4 +114,36 @@ impl Inspection {
         }
         out
     }
+}
+
+/// A model file as `inspect --json --model X.int8` reports it: its header, its layers and
+/// whether it fits each core.
+pub fn file(file: &Int8File) -> anyhow::Result<serde_json::Value> {
+    let file_bytes = file.bytes.bytes().len();
+    file.bytes
+        .with(|f| {
+            let (h, m) = (&f.header, &f.model);
+            let layers: Vec<serde_json::Value> = m
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let s = l.output_shape();
+                    json!({"layer": h.layer_name(i).unwrap_or(""), "output": [s.h, s.w, s.c],
+                           "macs": l.macs(), "weight_bytes": l.weight_bytes(), "fused": m.fused(i)})
+                })
+                .collect();
+            let records = m.layers.len().max(m.tensors.len());
+            let fits: Vec<Fit> = Board::CORES
+                .iter()
+                .map(|b| b.fit(file_bytes, h.arena_bytes, records))
+                .collect();
+            json!({"model": file.path, "format_version": h.version, "onnx_sha256": file.sha256,
+                   "file_bytes": file_bytes, "input": [h.input.h, h.input.w, h.input.c],
+                   "input_convention": {"scale": h.pixel.0, "offset": h.pixel.1},
+                   "output": [h.output.h, h.output.w, h.output.c],
+                   "output_quantization": {"scale": h.output_quant.0, "zero_point": h.output_quant.1},
+                   "arena_bytes": h.arena_bytes, "macs": h.macs, "layers": layers, "fits": fits})
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))
 }

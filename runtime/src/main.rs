@@ -285,7 +285,8 @@ enum Command {
         json: bool,
     },
     /// Serve a page to draw a digit on (or drop a photo) that shows the framed input and the
-    /// float, host int8 and device answers side by side, with the JSON API behind it.
+    /// float, host int8 and device answers side by side, with the JSON API behind it (a model
+    /// file, `--model X.int8`, gives the int8 answers alone).
     ///
     /// `POST /api/classify` takes a picture's bytes and answers as `classify --json` does;
     /// `GET /api/model` answers as `inspect --json` does, with the model card; `GET /healthz`.
@@ -520,7 +521,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             retries,
             data,
         } => {
-            let models = serve::Models::new(model.load()?, data.as_deref())?;
+            let models = match model.model_file()? {
+                Some(file) => serve::Models::file(file),
+                None => serve::Models::new(model.load()?, data.as_deref())?,
+            };
             if let Err(why) = &models.int8 {
                 eprintln!("warning: {why}; the page shows float answers only");
             }
@@ -530,14 +534,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             let device = match device.open(file, timeout, retries)? {
                 Some(device) => {
-                    answers::check_model(&device, &models.classifier)?;
+                    match (&models.float, file) {
+                        (Some((classifier, _)), _) => answers::check_model(&device, classifier)?,
+                        (None, Some(f)) => answers::check_sha(&device, &f.sha256, &f.path)?,
+                        (None, None) => {}
+                    }
                     // Each try may take the timeout, and each reconnect up to 10 s of pings.
                     let wait = (seconds(timeout)? + Duration::from_secs(10)) * (retries + 1);
                     Some(serve::DeviceQueue::start(device, serve::DEVICE_QUEUE, wait))
                 }
                 None => None,
             };
-            let name = models.classifier.path().display().to_string();
+            let name = models.path().display().to_string();
             let on = device
                 .as_ref()
                 .map(|d| format!(", device {}", d.name))
@@ -1221,34 +1229,7 @@ fn soak(
 /// `inspect` of a model file: its header, its layers, its sizes, and whether it fits each
 /// board (the file in flash beside the service's code, the arena beside its stack).
 fn inspect_file(file: &answers::Int8File, json: bool) -> anyhow::Result<ExitCode> {
-    let file_bytes = file.bytes.bytes().len();
-    let doc = file
-        .bytes
-        .with(|f| {
-            let (h, m) = (&f.header, &f.model);
-            let layers: Vec<serde_json::Value> = m
-                .layers
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let s = l.output_shape();
-                    json!({"layer": h.layer_name(i).unwrap_or(""), "output": [s.h, s.w, s.c],
-                           "macs": l.macs(), "weight_bytes": l.weight_bytes(), "fused": m.fused(i)})
-                })
-                .collect();
-            let records = m.layers.len().max(m.tensors.len());
-            let fits: Vec<Fit> = Board::CORES
-                .iter()
-                .map(|b| b.fit(file_bytes, h.arena_bytes, records))
-                .collect();
-            json!({"model": file.path, "format_version": h.version, "onnx_sha256": file.sha256,
-                   "file_bytes": file_bytes, "input": [h.input.h, h.input.w, h.input.c],
-                   "input_convention": {"scale": h.pixel.0, "offset": h.pixel.1},
-                   "output": [h.output.h, h.output.w, h.output.c],
-                   "output_quantization": {"scale": h.output_quant.0, "zero_point": h.output_quant.1},
-                   "arena_bytes": h.arena_bytes, "macs": h.macs, "layers": layers, "fits": fits})
-        })
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))?;
+    let doc = inspect::file(file)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -1266,7 +1247,7 @@ fn inspect_file(file: &answers::Int8File, json: bool) -> anyhow::Result<ExitCode
         "{}: Ember model file v{}, {} bytes, from ONNX sha256 {}…",
         file.path.display(),
         doc["format_version"],
-        thousands(file_bytes as u64),
+        thousands(num(&doc["file_bytes"])),
         &file.sha256[..16]
     );
     println!(

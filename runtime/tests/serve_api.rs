@@ -247,6 +247,42 @@ fn model_is_what_inspect_reports_with_its_card() {
     assert_eq!(model["device"], Value::Null);
 }
 
+/// A model file served alone: the int8 answers `classify --model X.int8 --json` gives, no
+/// float column, and `/api/model` carries what `inspect --json` says of the file, with the
+/// card beside it.
+#[test]
+fn a_model_file_is_served_alone_as_classify_reads_it() {
+    let file = root().join("models/mnist_cnn.int8");
+    let file = file.to_str().unwrap();
+    let files = pictures("file", 12);
+    let cli = classify_json(&["--model", file], &files);
+    let server = Server::start(&["--model", file]);
+    for (picture, mut want) in files.iter().zip(cli) {
+        let got = post(&classify_url(&server), &std::fs::read(picture).unwrap());
+        assert_eq!(got.status, 200, "{}: {}", picture.display(), got.body);
+        want.as_object_mut().unwrap().remove("file");
+        let got = got.json();
+        assert!(same(&got, &want), "{}:\n{got}\n{want}", picture.display());
+        assert!(got["host-int8"]["logits"].is_array() && got.get("float").is_none());
+    }
+    let model = get(&format!("{}/api/model", server.url)).json();
+    let out = Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .args(["inspect", "--json", "--model", file])
+        .output()
+        .unwrap();
+    let inspect: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(model["file"], inspect);
+    assert_eq!(
+        (&model["inspect"], &model["float"]),
+        (&Value::Null, &Value::Bool(false))
+    );
+    assert_eq!(model["card"]["onnx_sha256"], inspect["onnx_sha256"]);
+    assert!(model["int8"]["source"]
+        .as_str()
+        .unwrap()
+        .contains("model file"));
+}
+
 #[test]
 fn sixteen_clients_at_once_are_all_answered() {
     let files = pictures("many", 16);

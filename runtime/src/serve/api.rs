@@ -67,8 +67,9 @@ pub async fn classify(State(app): Shared, headers: HeaderMap, body: Body) -> Res
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}")),
     };
     let float = match float {
-        Ok(answer) => answer,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Some(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Some(Ok(answer)) => Some(answer),
+        None => None,
     };
     let device = match &app.device {
         Some(device) => Some(device.classify(framed).await),
@@ -83,7 +84,16 @@ pub async fn classify(State(app): Shared, headers: HeaderMap, body: Body) -> Res
             None => {}
         }
     }
-    ways.push(("float", &float));
+    if let Some(float) = &float {
+        ways.push(("float", float));
+    }
+    if ways.is_empty() {
+        let why = failed
+            .iter()
+            .map(|(n, e)| format!("{n}: {e}"))
+            .collect::<Vec<_>>();
+        return error(StatusCode::INTERNAL_SERVER_ERROR, why.join("; "));
+    }
     Json(answers::to_json(&framed, &ways, &failed)).into_response()
 }
 
@@ -125,7 +135,11 @@ async fn read_capped(headers: &HeaderMap, mut body: Body) -> Result<Bytes, Respo
     }
 }
 
-type HostAnswers = ([u8; PIXELS], anyhow::Result<Answer>, Result<Answer, String>);
+type HostAnswers = (
+    [u8; PIXELS],
+    Option<anyhow::Result<Answer>>,
+    Result<Answer, String>,
+);
 
 /// Frames the picture, then the float and host int8 answers (on the blocking pool).
 fn host_answers(models: &Models, body: &[u8]) -> Result<HostAnswers, preprocess::PreprocessError> {

@@ -58,13 +58,24 @@ impl App {
 /// The model as `inspect --json` reports it, its card (when there is one), how the host's
 /// int8 answer is made, and the device.
 fn about(models: &Models, device: Option<&DeviceQueue>) -> anyhow::Result<serde_json::Value> {
-    let classifier = &models.classifier;
-    let card = match crate::embedded::is_embedded(classifier) {
-        true => Some(serde_json::from_str(crate::embedded::CARD)?),
-        false => card::ModelCard::read_for(
-            &classifier.path().with_extension("json"),
-            &classifier.sha256,
-        )?,
+    let (inspect, file, card) = match (&models.float, &models.int8) {
+        (Some((classifier, _)), _) => {
+            let card = match crate::embedded::is_embedded(classifier) {
+                true => Some(serde_json::from_str(crate::embedded::CARD)?),
+                false => card::ModelCard::read_for(
+                    &classifier.path().with_extension("json"),
+                    &classifier.sha256,
+                )?,
+            };
+            (Some(crate::inspect::inspect(classifier)), None, card)
+        }
+        // A model file's card is the one beside it, written for its source ONNX.
+        (None, Ok(int8)) => {
+            let f = int8.file();
+            let card = card::ModelCard::read_for(&f.path.with_extension("json"), &f.sha256)?;
+            (None, Some(crate::inspect::file(f)?), card)
+        }
+        (None, Err(why)) => anyhow::bail!("{why}"),
     };
     let int8 = match &models.int8 {
         Ok(Int8::Committed(_)) => {
@@ -75,6 +86,7 @@ fn about(models: &Models, device: Option<&DeviceQueue>) -> anyhow::Result<serde_
             crate::quantize::DEFAULT_CALIB_COUNT,
             crate::quantize::DEFAULT_CALIB_SEED
         )}),
+        Ok(Int8::Given(f)) => json!({"source": format!("the model file {}", f.path.display())}),
         Err(why) => json!({ "error": why }),
     };
     let device = device.map(|d| {
@@ -83,7 +95,9 @@ fn about(models: &Models, device: Option<&DeviceQueue>) -> anyhow::Result<serde_
                "model_sha256": i.model_sha256, "arena_bytes": i.arena_bytes, "macs": i.macs})
     });
     Ok(json!({
-        "inspect": crate::inspect::inspect(classifier),
+        "inspect": inspect,
+        "file": file,
+        "float": models.float.is_some(),
         "card": card,
         "int8": int8,
         "device": device,
