@@ -66,7 +66,7 @@ fn direct(
     let one = |bytes: &[u8]| -> Option<usize> {
         let framed = runtime::preprocess::frame(&runtime::preprocess::decode(bytes).ok()?).ok()?;
         let _ = models.int8(&framed);
-        Some(models.float(&framed).ok()?.digit)
+        Some(models.float(&framed)?.ok()?.digit)
     };
     let digits: Vec<Option<usize>> = photos.iter().map(|p| one(p)).collect();
     let next = AtomicUsize::new(0);
