@@ -105,12 +105,24 @@ fn a_foreign_file_is_not_a_model() {
 
 #[test]
 fn a_future_version_is_refused() {
+    let next = firmware::file::VERSION + 1;
     let b = patched(
         &committed("mnist_cnn.int8"),
         at::VERSION,
-        &2u16.to_le_bytes(),
+        &next.to_le_bytes(),
     );
-    assert_eq!(open(&b), Err(FileError::Version { found: 2 }));
+    assert_eq!(open(&b), Err(FileError::Version { found: next }));
+}
+
+/// Version 1 stored every convolution's weights plain; its files are refused, not misread.
+#[test]
+fn a_version_1_file_is_refused() {
+    let b = patched(
+        &committed("mnist_cnn.int8"),
+        at::VERSION,
+        &1u16.to_le_bytes(),
+    );
+    assert_eq!(open(&b), Err(FileError::Version { found: 1 }));
 }
 
 #[test]
