@@ -226,6 +226,45 @@ fn arrays_past_the_end_or_misaligned_are_refused() {
     );
 }
 
+/// A convolution's packed weights (flag bit 1) are `u32` words: a length that is not whole
+/// words, a misaligned offset, or the flag cleared on them (plain weights of the wrong
+/// length) is refused, naming the layer.
+#[test]
+fn packed_weights_that_are_not_whole_aligned_words_are_refused() {
+    let b = committed("mnist_cnn.int8");
+    let layer0 = u32_at(&b, at::LAYER_TABLE) as usize;
+    assert_eq!(
+        b[layer0 + firmware::file::field::FLAGS] & 2,
+        2,
+        "layer 0 is packed"
+    );
+    let (weights, weights_len) = (
+        layer0 + conv::ARRAYS + arrays::WEIGHTS,
+        layer0 + conv::ARRAYS + arrays::WEIGHTS_LEN,
+    );
+    let len = u32_at(&b, weights_len);
+    let refused = |what| Err(FileError::OutOfBounds { what, index: 0 });
+    assert_eq!(
+        open(&patched(&b, weights_len, &(len - 1).to_le_bytes())),
+        refused("weights")
+    );
+    let at = u32_at(&b, weights);
+    assert_eq!(
+        open(&patched(&b, weights, &(at + 2).to_le_bytes())),
+        Err(FileError::Misaligned {
+            what: "weights",
+            index: 0
+        })
+    );
+    let flags = b[layer0 + firmware::file::field::FLAGS] & !2;
+    let plain = open(&patched(
+        &b,
+        layer0 + firmware::file::field::FLAGS,
+        &[flags],
+    ));
+    assert!(plain.is_err(), "{plain:?}");
+}
+
 #[test]
 fn an_unknown_layer_kind_is_refused() {
     let b = committed("mnist_cnn.int8");
