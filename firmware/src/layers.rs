@@ -143,6 +143,11 @@ impl Conv<'_> {
         self.kernel.0 as usize * self.kernel.1 as usize * self.group_channels()
     }
 
+    /// Taps per kernel row in the plain form: `kw · in_c`.
+    fn row_taps(&self) -> usize {
+        self.kernel.1 as usize * self.input.c as usize
+    }
+
     /// Whether the im2col kernel can run this layer: one group, no dilation, and a filter of
     /// at most `MAX_TAPS` taps (its im2col block lives on the stack). The compiler packs
     /// exactly these ([`ConvWeights::Packed`]).
@@ -155,7 +160,7 @@ impl Conv<'_> {
     /// fits `MAX_TAPS`. Then every row of a receptive field is whole words of the input, read
     /// in place; the extra taps' weights are zero.
     pub fn im2col_row(&self) -> usize {
-        let seg = self.kernel.1 as usize * self.input.c as usize;
+        let seg = self.row_taps();
         let wide = seg.div_ceil(4) * 4;
         if self.kernel.0 as usize * wide <= MAX_TAPS {
             wide
@@ -177,10 +182,7 @@ impl Conv<'_> {
     /// Writes the plain filters `plain` (`[out_c][kh][kw][in_c]`) into `out`
     /// ([`Self::packed_words`] long) in the packed form. The compiler's step, once per model.
     pub fn pack(&self, plain: &[i8], out: &mut [u32]) {
-        let (row, seg) = (
-            self.im2col_row(),
-            self.kernel.1 as usize * self.input.c as usize,
-        );
+        let (row, seg) = (self.im2col_row(), self.row_taps());
         let groups = self.im2col_groups();
         let filters = plain.chunks_exact(self.taps().max(1));
         for (filter, words) in filters.zip(out.chunks_exact_mut(2 * groups)) {
@@ -204,7 +206,7 @@ impl Conv<'_> {
         match self.weights {
             ConvWeights::Plain(w) => w[o * self.taps() + t],
             ConvWeights::Packed(w) => {
-                let seg = self.kernel.1 as usize * self.input.c as usize;
+                let seg = self.row_taps();
                 let at = t / seg * self.im2col_row() + t % seg;
                 let word = w[(o * self.im2col_groups() + at / 4) * 2 + at % 2];
                 (word >> (16 * (at % 4 / 2))) as i8

@@ -35,10 +35,7 @@ pub enum ConvKernel {
 pub fn conv_kernel(layer: &Conv) -> ConvKernel {
     if conv::takes(layer) {
         ConvKernel::Im2col
-    } else if layer.is_depthwise()
-        && layer.dilation == (1, 1)
-        && matches!(layer.weights, crate::model::ConvWeights::Plain(_))
-    {
+    } else if layer.is_depthwise() && layer.dilation == (1, 1) {
         ConvKernel::Depthwise
     } else {
         ConvKernel::Reference
